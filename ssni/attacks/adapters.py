@@ -1,0 +1,119 @@
+"""Adapters from (purifier, classifier) to `DefendedModel`: no defence, and DBP at the purifier's constant t*."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ssni.attacks.bpda import straight_through
+from ssni.attacks.defended import STREAM_EOT_DRAW, SurrogateFn, derive_seed
+
+__all__ = ["GradientMode", "PlainClassifier", "check_gradient_mode", "PurifiedClassifier", "purified_surrogate"]
+
+GradientMode = Literal["full", "bpda"]
+_GRADIENT_MODES = ("full", "bpda")
+
+
+def check_gradient_mode(gradient: str) -> None:
+    if gradient not in _GRADIENT_MODES:
+        raise ValueError(f"gradient must be one of {_GRADIENT_MODES}, got {gradient!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class PlainClassifier:
+    """No defence: the classifier alone (inputs in [0, 1]). Baselines and tests."""
+
+    classifier: nn.Module
+
+    def logits(self, x: Tensor, *, sample_ids: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.classifier(x)
+
+    def surrogate(self, x: Tensor, *, sample_ids: Tensor, iteration: int) -> SurrogateFn:
+        return lambda x_var, *, draw: self.classifier(x_var)
+
+    def with_gradient(self, gradient: GradientMode) -> PlainClassifier:
+        """No purifier, so BPDA and full gradients coincide."""
+        check_gradient_mode(gradient)
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class PurifiedClassifier:
+    """classifier(purifier(x)) at a constant t for every sample: the base DBP defence (and a constant-t sweep).
+
+    purifier: `purify(x, t=None, *, seed, sample_ids)` (no grad) and `purify_grad(x, t=None, *, seed,
+      sample_ids, num_steps=None)` (differentiable surrogate), both taking and returning [0, 1]-scale images
+      (`ssni.purify.DDPMPurifier` and the other hosts).
+    seed: the evaluation seed (e.g. 121); EOT draws derive their own seeds from it (`ssni.attacks.defended`).
+    t: None for the purifier's own t*, or an int t given to every sample of whatever batch the attack passes
+      (attacks re-batch: AutoAttack runs its second stage on a subset, so a per-batch tensor would not fit).
+    num_steps: surrogate step count for gradients (None: the purifier's default).
+    gradient: "full" backpropagates through `purify_grad`; "bpda" purifies without gradient and passes the
+      gradient w.r.t. the purified image straight to the input (BPDA).
+    predict: the defended prediction `predict(x, *, sample_ids) -> scores [B, K]` (argmax = label) where it is not
+      classifier(purify(x, seed)), e.g. GNS's majority vote (the vote counts); used only to judge success.
+    """
+
+    purifier: object
+    classifier: nn.Module
+    seed: int
+    t: int | None = None
+    num_steps: int | None = None
+    gradient: GradientMode = "full"
+    predict: Callable[..., Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        check_gradient_mode(self.gradient)
+        if self.t is not None and (isinstance(self.t, bool) or not isinstance(self.t, int) or self.t < 0):
+            raise TypeError(f"t must be None (the purifier's t*) or an int >= 0 for every sample, got {self.t!r}")
+
+    def _t(self, x: Tensor) -> Tensor | None:
+        return None if self.t is None else torch.full((x.shape[0],), self.t, dtype=torch.int64, device=x.device)
+
+    def logits(self, x: Tensor, *, sample_ids: Tensor) -> Tensor:
+        with torch.no_grad():
+            if self.predict is not None:
+                return self.predict(x, sample_ids=sample_ids)
+            return self.classifier(self.purifier.purify(x, t=self._t(x), seed=self.seed, sample_ids=sample_ids))
+
+    def surrogate(self, x: Tensor, *, sample_ids: Tensor, iteration: int) -> SurrogateFn:
+        return purified_surrogate(
+            self.purifier,
+            self.classifier,
+            self._t(x),
+            seed=self.seed,
+            sample_ids=sample_ids,
+            num_steps=self.num_steps,
+            gradient=self.gradient,
+        )
+
+    def with_gradient(self, gradient: GradientMode) -> PurifiedClassifier:
+        return dataclasses.replace(self, gradient=gradient)
+
+
+def purified_surrogate(
+    purifier, classifier: nn.Module, t, *, seed: int, sample_ids: Tensor, num_steps: int | None, gradient: GradientMode
+) -> SurrogateFn:
+    """`f(x, *, draw) = classifier(purify(x, t))` with the noise of EOT draw `draw`, for a t fixed by the caller
+    (None: the purifier's t*). Shared by the constant-t and the adaptive SSNI adapters.
+    "full": through `purify_grad` (surrogate steps); "bpda": the defence's own `purify` without gradient, then
+    `straight_through`.
+    """
+
+    def full(x_var: Tensor, *, draw: int) -> Tensor:
+        draw_seed = derive_seed(seed, STREAM_EOT_DRAW, draw)
+        return classifier(purifier.purify_grad(x_var, t=t, seed=draw_seed, sample_ids=sample_ids, num_steps=num_steps))
+
+    def bpda(x_var: Tensor, *, draw: int) -> Tensor:
+        draw_seed = derive_seed(seed, STREAM_EOT_DRAW, draw)
+        with torch.no_grad():
+            purified = purifier.purify(x_var.detach(), t=t, seed=draw_seed, sample_ids=sample_ids)
+        return classifier(straight_through(x_var, purified))
+
+    return full if gradient == "full" else bpda
