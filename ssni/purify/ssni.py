@@ -1,0 +1,175 @@
+"""SSNI: wrap any host purifier so every sample gets its own t from its score norm (spec §2–§4).
+
+    e = eps_score_norm(score_model, x)                 # once per input, before purification, no gradient
+    t = sigmoid_t(e, μ, τ, t*, b)    (SSNI-N)   or   linear_t(e, e_min, e_max, t*, b)    (SSNI-L)
+    x̂ = host.purify(x, t)                              # per-stage t for multi-stage hosts (same ratio)
+
+SSNI-L's e_min/e_max: "reference+batch" (the spec: reference set together with the current batch, so a sample's
+t depends on the batch it is in) or "reference" (reference set only; batch invariant; norms outside are clamped).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssni.calibration import Calibration
+from ssni.checks import check_images, check_sample_ids, check_seed
+from ssni.models.interface import CallCounter
+from ssni.purify.base import Purifier
+from ssni.purify.ddpm import DDPMPurifier
+from ssni.reweight import linear_t, sigmoid_t
+from ssni.score import eps_score_norm
+
+__all__ = ["SSNI"]
+
+REWEIGHTS = ("sigmoid", "linear")
+LINEAR_MINMAX = ("reference+batch", "reference")
+
+
+class SSNI(nn.Module):
+    """Sample-specific score-aware noise injection around `purifier`.
+
+    purifier: any host (DDPMPurifier, SDEPurifier, GNSPurifier, GDMPPurifier); calibration: clean statistics
+    (§3); reweight: "sigmoid" (SSNI-N) or "linear" (SSNI-L); tau: SSNI-N temperature (None: calibration.tau);
+    bias: b; score_model: the ε-network for the norm (None: the purifier's own); num_levels: T' (None: the
+    calibration's; must match it); chunk_size: most samples per score-network call; model_id: if given, checked
+    against the calibration; reference_linear_shift: the §10 quirk of the authors' SSNI-L code (reverse walk
+    shifted up by b, noise still at t − 1; DDPMPurifier only; off by default).
+    Counters: `score_counter` (the norm) and the purifier's `counter`; `network_calls`/`samples_evaluated` sum them.
+    """
+
+    def __init__(
+        self,
+        purifier: Purifier,
+        calibration: Calibration,
+        reweight: str = "sigmoid",
+        tau: float | None = None,
+        bias: int = 5,
+        score_model: nn.Module | None = None,
+        linear_minmax: str = "reference+batch",
+        num_levels: int | None = None,
+        chunk_size: int | None = None,
+        model_id: str | None = None,
+        reference_linear_shift: bool = False,
+    ):
+        super().__init__()
+        if not isinstance(purifier, Purifier):
+            raise TypeError(f"purifier must be a ssni Purifier, got {type(purifier).__name__}")
+        if not isinstance(calibration, Calibration):
+            raise TypeError(f"calibration must be a ssni.Calibration, got {type(calibration).__name__}")
+        if reweight not in REWEIGHTS:
+            raise ValueError(f"reweight must be one of {REWEIGHTS}, got {reweight!r}")
+        if linear_minmax not in LINEAR_MINMAX:
+            raise ValueError(f"linear_minmax must be one of {LINEAR_MINMAX}, got {linear_minmax!r}")
+        if isinstance(bias, bool) or not isinstance(bias, int) or bias < 0:
+            raise ValueError(f"bias must be an int >= 0, got {bias!r}")
+        tau = calibration.tau if tau is None else float(tau)
+        if reweight == "sigmoid" and not tau > 0:
+            raise ValueError(f"tau must be > 0, got {tau!r}")
+        if reference_linear_shift and (reweight != "linear" or not isinstance(purifier, DDPMPurifier)):
+            raise ValueError("reference_linear_shift applies to reweight='linear' with a DDPMPurifier only")
+        calibration.check(model_id=model_id, num_levels=num_levels)
+        stars = purifier.t_star if isinstance(purifier.t_star, tuple) else (purifier.t_star,)
+        if max(stars) - 1 + bias > 1000:
+            raise ValueError(f"t_star − 1 + bias must be <= 1000, got {max(stars) - 1 + bias}")
+        self.purifier = purifier
+        self.calibration = calibration
+        self.reweight = reweight
+        self.tau = tau
+        self.bias = bias
+        self.score_model = score_model
+        self.linear_minmax = linear_minmax
+        self.num_levels = calibration.num_levels
+        self.chunk_size = chunk_size
+        self.reference_linear_shift = reference_linear_shift
+        self.score_counter = CallCounter()
+
+    # ------------------------------------------------------------------------------------------- counters
+    @property
+    def t_star(self):
+        return self.purifier.t_star
+
+    @property
+    def network_calls(self) -> int:
+        return self.score_counter.network_calls + self.purifier.network_calls
+
+    @property
+    def samples_evaluated(self) -> int:
+        return self.score_counter.samples_evaluated + self.purifier.samples_evaluated
+
+    def reset(self) -> None:
+        self.score_counter.reset()
+        self.purifier.reset()
+
+    # ------------------------------------------------------------------------------------------- t
+    def scores(self, x: torch.Tensor, *, seed: int, sample_ids=None) -> torch.Tensor:
+        """The EPS score norm e(x) [B] (no gradient), checked against the calibration's resolution."""
+        check_images(x)
+        self.calibration.check(resolution=tuple(x.shape[-2:]))
+        model = self.purifier.model if self.score_model is None else self.score_model
+        return eps_score_norm(
+            model,
+            x,
+            self.num_levels,
+            seed=seed,
+            sample_ids=sample_ids,
+            chunk_size=self.chunk_size,
+            counter=self.score_counter,
+        )
+
+    def timesteps_from_scores(self, e: torch.Tensor) -> torch.Tensor:
+        """§4: t (int64 [B], or [B, S] for a multi-stage host) from score norms e [B]."""
+        cal = self.calibration
+        if self.reweight == "sigmoid":
+            return sigmoid_t(e, cal.mean, self.tau, self.t_star, self.bias)
+        e_min, e_max = cal.min, cal.max
+        if self.linear_minmax == "reference+batch":
+            e_min, e_max = min(e_min, float(e.min())), max(e_max, float(e.max()))
+        return linear_t(e, e_min, e_max, self.t_star, self.bias)
+
+    def timesteps(self, x: torch.Tensor, *, seed: int, sample_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t, e): the per-sample timesteps and the score norms they come from."""
+        e = self.scores(x, seed=seed, sample_ids=sample_ids)
+        return self.timesteps_from_scores(e).to(x.device), e
+
+    # ------------------------------------------------------------------------------------------- purify
+    def _options(self) -> dict:
+        return {"reverse_shift": self.bias} if self.reference_linear_shift else {}
+
+    @torch.no_grad()
+    def purify(
+        self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0
+    ) -> torch.Tensor:
+        """Score, reweight, purify (no gradient, active-only). A given t (e.g. computed once by an attack or a
+        vote) skips the score norm."""
+        check_images(x)
+        check_seed(seed)
+        ids = check_sample_ids(sample_ids, x.shape[0], x.device)
+        if t is None:
+            t, _ = self.timesteps(x, seed=seed, sample_ids=ids)
+        return self.purifier.purify(x, t, seed=seed, sample_ids=ids, draw=draw, **self._options())
+
+    def purify_grad(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        seed: int,
+        sample_ids=None,
+        num_steps=None,
+        draw: int = 0,
+    ) -> torch.Tensor:
+        """The differentiable path with the given t (the adaptive attack recomputes t without gradient each
+        iteration and passes it); t None computes it here from x.detach(). No gradient through e or rounding."""
+        if t is None:
+            with torch.no_grad():
+                t, _ = self.timesteps(x.detach(), seed=seed, sample_ids=sample_ids)
+        return self.purifier.purify_grad(
+            x, t, seed=seed, sample_ids=sample_ids, num_steps=num_steps, draw=draw, **self._options()
+        )
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0
+    ) -> torch.Tensor:
+        return self.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw)

@@ -1,0 +1,68 @@
+"""Calibration file round trip, refusal on mismatch, τ proposal and sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from ssni import Calibration, CalibrationMismatchError, calibrate, eps_score_norm, propose_tau, tau_sweep
+
+
+def _cal(**kw) -> Calibration:
+    norms = torch.linspace(10.0, 20.0, 11)
+    return Calibration.from_norms(norms, model_id="tiny", num_levels=5, resolution=(6, 6), seed=121, **kw)
+
+
+def test_statistics():
+    cal = _cal()
+    assert cal.mean == pytest.approx(15.0) and cal.min == 10.0 and cal.max == 20.0
+    assert cal.std == pytest.approx(torch.linspace(10.0, 20.0, 11, dtype=torch.float64).std().item())
+    assert cal.quantiles["0.5"] == pytest.approx(15.0) and cal.num_samples == 11
+    assert cal.tau == pytest.approx(cal.std)  # clean-only proposal
+
+
+def test_tau_proposal_with_adversarial_norms():
+    cal = _cal(adv_norms=torch.tensor([25.0, 27.0]))
+    assert cal.adv_mean == 26.0
+    assert cal.tau == pytest.approx((26.0 - 15.0) / math.log(9.0))
+    assert 1 / (1 + math.exp(-(26.0 - cal.mean) / cal.tau)) == pytest.approx(0.9)
+    assert propose_tau(torch.tensor([1.0, 3.0]), torch.tensor([0.5])) == pytest.approx(
+        torch.tensor([1.0, 3.0]).std().item()
+    )
+    assert tau_sweep(cal, (0.5, 2.0)) == [pytest.approx(cal.tau * 0.5), pytest.approx(cal.tau * 2)]
+    assert cal.with_tau(3.0).tau == 3.0 and cal.with_tau(3.0).mean == cal.mean
+
+
+def test_save_load_round_trip_and_refusal(tmp_path):
+    cal = _cal()
+    path = cal.save(tmp_path / "cal.json")
+    assert json.loads(path.read_text())["model_id"] == "tiny"
+    loaded = Calibration.load(path, model_id="tiny", num_levels=5, resolution=(6, 6))
+    assert loaded == cal and torch.equal(loaded.norms, cal.norms)
+    with pytest.raises(CalibrationMismatchError, match="model_id"):
+        Calibration.load(path, model_id="other")
+    with pytest.raises(CalibrationMismatchError, match="num_levels"):
+        Calibration.load(path, num_levels=50)
+    with pytest.raises(CalibrationMismatchError, match="resolution"):
+        Calibration.load(path, resolution=(32, 32))
+    with pytest.raises(FileNotFoundError):
+        Calibration.load(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        Calibration.load(tmp_path / "bad.json")
+
+
+def test_calibrate_tensor_and_loader_agree(tiny_eps, images):
+    model, x = tiny_eps(), images(batch=5)
+    cal = calibrate(model, x, model_id="tiny", num_levels=3, seed=121, batch_size=2)
+    assert cal.resolution == (6, 6) and cal.num_levels == 3 and cal.seed == 121 and cal.num_samples == 5
+    direct = eps_score_norm(model, x, 3, seed=121, sample_ids=torch.arange(5))
+    torch.testing.assert_close(cal.norms.float(), direct, rtol=1e-5, atol=1e-5)
+    loader = [(x[:3], torch.zeros(3)), (x[3:], torch.zeros(2))]
+    cal2 = calibrate(model, loader, model_id="tiny", num_levels=3, seed=121)
+    assert cal2.mean == pytest.approx(cal.mean, rel=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        calibrate(model, [], model_id="tiny", num_levels=3)
