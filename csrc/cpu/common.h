@@ -1,0 +1,180 @@
+// Shared pieces of the CPU kernels: argument checks, the chunked parallel loop, and the noise source.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "philox.h"
+
+namespace ssni::cpu {
+
+// Elements per work item: a multiple of 4 (whole Philox groups) whose buffers stay in L1/L2.
+constexpr int64_t kChunk = 4096;
+
+// Stream ids of reference.py (STREAM_*): separate the ops' noise.
+constexpr int64_t kStreamNoiseInject = 0;
+constexpr int64_t kStreamNoiseLevels = 1;
+constexpr int64_t kStreamReverseStep = 2;
+constexpr int64_t kStreamVpSdeStep = 3;
+
+// Arithmetic type of a storage type: double for double, float otherwise.
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+inline void check_data(const char* op, const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), op, ": ", name, " must be a CPU tensor for the CPU kernel, got ", t.device());
+  TORCH_CHECK(at::isFloatingType(t.scalar_type()), op, ": ", name, " must be floating point, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() >= 1 && t.size(0) > 0, op, ": ", name, " must be [B, ...] with B > 0, got ", t.sizes());
+}
+
+inline void check_like(const char* op, const at::Tensor& t, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(t.sizes() == x.sizes(), op, ": ", name, " must have the shape of x ", x.sizes(), ", got ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " must have the dtype of x (", x.scalar_type(),
+              "), got ", t.scalar_type());
+  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " must be on the device of x");
+}
+
+// A 1-D per-sample (or per-level) vector of length n on the CPU, returned contiguous in `dtype`.
+inline at::Tensor vector_arg(const char* op, const at::Tensor& v, const char* name, int64_t n, bool integer,
+                             at::ScalarType dtype) {
+  TORCH_CHECK(v.device().is_cpu(), op, ": ", name, " must be a CPU tensor, got ", v.device());
+  TORCH_CHECK(v.dim() == 1 && v.size(0) == n, op, ": ", name, " must have shape [", n, "], got ", v.sizes());
+  if (integer) {
+    TORCH_CHECK(!at::isFloatingType(v.scalar_type()) && v.scalar_type() != at::kBool, op, ": ", name,
+                " must be an integer tensor, got ", v.scalar_type());
+  } else if (dtype != at::kBool) {
+    TORCH_CHECK(at::isFloatingType(v.scalar_type()), op, ": ", name, " must be floating point, got ",
+                v.scalar_type());
+  } else {
+    TORCH_CHECK(v.scalar_type() == at::kBool, op, ": ", name, " must be a bool tensor, got ", v.scalar_type());
+  }
+  return v.to(dtype).contiguous();
+}
+
+// f(row, start, len) over [rows × row_numel] split into chunks of kChunk elements, in parallel.
+template <typename F>
+void for_each_chunk(int64_t rows, int64_t row_numel, const F& f) {
+  const int64_t per_row = (row_numel + kChunk - 1) / kChunk;
+  at::parallel_for(0, rows * per_row, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) {
+      const int64_t row = c / per_row;
+      const int64_t start = (c % per_row) * kChunk;
+      f(row, start, std::min(kChunk, row_numel - start));
+    }
+  });
+}
+
+// Where a step's ε comes from: a given tensor (one row per output row, contiguous), or the Philox stream.
+template <typename scalar_t>
+struct NoiseSource {
+  const scalar_t* given = nullptr;  // [out rows, row_numel] when not null
+  int64_t seed = 0;
+  int64_t step = 0;
+  int64_t stream = 0;
+  bool step_is_level = false;           // noise_inject_levels: output row k·B + b draws with step = k
+  const int64_t* sample_ids = nullptr;  // null: the sample's row index is its id
+
+  // z[0, len) ← ε of output row `row` (input sample `sample`, level `level`) at elements [start, start + len);
+  // start is a multiple of 4 and z holds kChunk values.
+  template <typename acc_t>
+  void load(int64_t row, int64_t sample, int64_t level, int64_t row_numel, int64_t start, int64_t len,
+            acc_t* z) const {
+    if (given != nullptr) {
+      const scalar_t* src = given + row * row_numel + start;
+      for (int64_t i = 0; i < len; ++i) z[i] = static_cast<acc_t>(src[i]);
+      return;
+    }
+    const int64_t id = sample_ids != nullptr ? sample_ids[sample] : sample;
+    const PhiloxRow key = make_philox_row(seed, id, step_is_level ? level : step, stream);
+    const uint32_t group0 = static_cast<uint32_t>(start / 4);
+    if constexpr (std::is_same_v<acc_t, float>) {
+      philox_normals(key, group0, (len + 3) / 4, z);
+      if constexpr (!std::is_same_v<scalar_t, float>) {
+        // The reference draws ε in x's dtype: round half/bfloat16 noise the same way.
+        for (int64_t i = 0; i < len; ++i) z[i] = static_cast<float>(static_cast<scalar_t>(z[i]));
+      }
+    } else {
+      alignas(64) float tmp[kChunk];
+      philox_normals(key, group0, (len + 3) / 4, tmp);
+      for (int64_t i = 0; i < len; ++i) z[i] = static_cast<acc_t>(tmp[i]);
+    }
+  }
+};
+
+// Builds the noise source of an op: `noise` (checked against `noise_shape`, x's dtype and device) when given,
+// else the Philox stream. noise_c / ids_c keep the contiguous copies alive.
+template <typename scalar_t>
+NoiseSource<scalar_t> make_noise_source(const char* op, const std::optional<at::Tensor>& noise,
+                                        at::IntArrayRef noise_shape, const at::Tensor& x, at::Tensor& noise_c,
+                                        int64_t seed, const std::optional<at::Tensor>& sample_ids,
+                                        at::Tensor& ids_c, int64_t step, int64_t stream) {
+  NoiseSource<scalar_t> src;
+  if (noise.has_value()) {
+    TORCH_CHECK(noise->sizes() == noise_shape, op, ": noise must have shape ", noise_shape, ", got ",
+                noise->sizes());
+    TORCH_CHECK(noise->scalar_type() == x.scalar_type(), op, ": noise must have the dtype of x (", x.scalar_type(),
+                "), got ", noise->scalar_type());
+    TORCH_CHECK(noise->device() == x.device(), op, ": noise must be on the device of x");
+    noise_c = noise->contiguous();
+    src.given = noise_c.data_ptr<scalar_t>();
+    return src;
+  }
+  if (sample_ids.has_value()) {
+    ids_c = vector_arg(op, *sample_ids, "sample_ids", x.size(0), /*integer=*/true, at::kLong);
+    src.sample_ids = ids_c.data_ptr<int64_t>();
+  }
+  src.seed = seed;
+  src.step = step;
+  src.stream = stream;
+  return src;
+}
+
+// Per output row: out = cx·x + ce·ε̂ + cz·z, or a copy of x (a sample that does not move).
+struct RowCoefs {
+  double cx = 1.0;
+  double ce = 0.0;
+  double cz = 0.0;
+  bool copy = false;
+};
+
+// The one fused elementwise kernel behind every op but score_norm. Output row r reads x row r mod B (levels
+// repeat the batch), eps_hat row r (when given) and noise row r. Arithmetic in acc_type<scalar_t>.
+template <typename scalar_t>
+void affine_rows(scalar_t* out, const scalar_t* x, int64_t x_rows, const scalar_t* eps_hat,
+                 const NoiseSource<scalar_t>& noise, const std::vector<RowCoefs>& coefs, int64_t row_numel) {
+  using acc_t = acc_type<scalar_t>;
+  const int64_t rows = static_cast<int64_t>(coefs.size());
+  for_each_chunk(rows, row_numel, [&](int64_t row, int64_t start, int64_t len) {
+    const RowCoefs& c = coefs[row];
+    const int64_t sample = row % x_rows;
+    const scalar_t* xs = x + sample * row_numel + start;
+    scalar_t* dst = out + row * row_numel + start;
+    if (c.copy) {
+      std::copy(xs, xs + len, dst);
+      return;
+    }
+    const acc_t cx = static_cast<acc_t>(c.cx), ce = static_cast<acc_t>(c.ce), cz = static_cast<acc_t>(c.cz);
+    alignas(64) acc_t z[kChunk];
+    if (c.cz != 0.0) {
+      noise.load(row, sample, row / x_rows, row_numel, start, len, z);
+    } else {
+      std::fill(z, z + len, acc_t(0));
+    }
+    if (eps_hat != nullptr) {
+      const scalar_t* es = eps_hat + row * row_numel + start;
+      for (int64_t i = 0; i < len; ++i) {
+        dst[i] = static_cast<scalar_t>(cx * static_cast<acc_t>(xs[i]) + ce * static_cast<acc_t>(es[i]) + cz * z[i]);
+      }
+    } else {
+      for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(cx * static_cast<acc_t>(xs[i]) + cz * z[i]);
+    }
+  });
+}
+
+}  // namespace ssni::cpu

@@ -1,0 +1,127 @@
+// CPU kernels of ssni::score_norm and ssni::score_norm_backward (EPS score norm, spec §2).
+//
+// eps_hat is [K·B, ...] level-major; the mean score of sample b is s_b = −(1/K) Σ_k eps_hat[k·B + b] / σ_k and
+// the op returns e_b = ‖s_b‖₂ (float32, float64 for float64 input). One pass over eps_hat, no [B, ...] temporary.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/Dispatch.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+
+namespace ssni::cpu {
+namespace {
+
+struct Levels {
+  int64_t K;
+  int64_t B;
+  int64_t N;
+  std::vector<double> weights;  // w_k = −1/(K·σ_k): s_b = Σ_k w_k·eps_hat[k·B + b]
+};
+
+Levels check_levels(const char* op, const at::Tensor& eps_hat, const at::Tensor& sigma) {
+  check_data(op, eps_hat, "eps_hat");
+  TORCH_CHECK(sigma.dim() == 1 && sigma.size(0) > 0, op, ": sigma must be a non-empty 1-D tensor, got ",
+              sigma.sizes());
+  const int64_t K = sigma.size(0);
+  TORCH_CHECK(eps_hat.size(0) % K == 0, op, ": eps_hat has ", eps_hat.size(0),
+              " rows, not a multiple of K = len(sigma) = ", K);
+  const at::ScalarType cdt = eps_hat.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor s = vector_arg(op, sigma, "sigma", K, false, cdt).to(at::kDouble);
+  std::vector<double> weights(K);
+  for (int64_t k = 0; k < K; ++k) weights[k] = -1.0 / (static_cast<double>(K) * s.data_ptr<double>()[k]);
+  return Levels{K, eps_hat.size(0) / K, eps_hat.numel() / eps_hat.size(0), std::move(weights)};
+}
+
+// score[0, len) ← s_b at elements [start, start + len).
+template <typename scalar_t, typename acc_t>
+void mean_score(const scalar_t* eps, const Levels& lv, const acc_t* w, int64_t b, int64_t start, int64_t len,
+                acc_t* score) {
+  std::fill(score, score + len, acc_t(0));
+  for (int64_t k = 0; k < lv.K; ++k) {
+    const scalar_t* src = eps + (k * lv.B + b) * lv.N + start;
+    const acc_t wk = w[k];
+    for (int64_t i = 0; i < len; ++i) score[i] += wk * static_cast<acc_t>(src[i]);
+  }
+}
+
+template <typename acc_t>
+acc_t sum_squares(const acc_t* v, int64_t len) {
+  acc_t sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t i = 0; i < len; ++i) sq += v[i] * v[i];
+  return sq;
+}
+
+template <typename acc_t>
+std::vector<acc_t> cast_weights(const Levels& lv) {
+  std::vector<acc_t> w(lv.K);
+  for (int64_t k = 0; k < lv.K; ++k) w[k] = static_cast<acc_t>(lv.weights[k]);
+  return w;
+}
+
+at::Tensor score_norm_cpu(const at::Tensor& eps_hat, const at::Tensor& sigma) {
+  constexpr const char* op = "score_norm";
+  const Levels lv = check_levels(op, eps_hat, sigma);
+  const at::Tensor ec = eps_hat.contiguous();
+  const at::ScalarType cdt = eps_hat.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  at::Tensor out = at::empty({lv.B}, eps_hat.options().dtype(cdt));
+  const int64_t per_row = (lv.N + kChunk - 1) / kChunk;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, eps_hat.scalar_type(), op, [&] {
+    using acc_t = acc_type<scalar_t>;
+    const std::vector<acc_t> w = cast_weights<acc_t>(lv);
+    std::vector<acc_t> partial(lv.B * per_row, acc_t(0));
+    for_each_chunk(lv.B, lv.N, [&](int64_t b, int64_t start, int64_t len) {
+      alignas(64) acc_t score[kChunk];
+      mean_score(ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
+      partial[b * per_row + start / kChunk] = sum_squares(score, len);
+    });
+    acc_t* dst = out.data_ptr<acc_t>();
+    for (int64_t b = 0; b < lv.B; ++b) {
+      acc_t sq = 0;
+      for (int64_t c = 0; c < per_row; ++c) sq += partial[b * per_row + c];
+      dst[b] = std::sqrt(sq);
+    }
+  });
+  return out;
+}
+
+// ∂e_b/∂eps_hat[k·B + b] = w_k·s_b / e_b (0 where e_b = 0, as torch's vector_norm backward).
+at::Tensor score_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& eps_hat, const at::Tensor& sigma,
+                                   const at::Tensor& norm) {
+  constexpr const char* op = "score_norm_backward";
+  const Levels lv = check_levels(op, eps_hat, sigma);
+  const at::ScalarType cdt = eps_hat.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor gc = vector_arg(op, grad, "grad", lv.B, false, cdt);
+  const at::Tensor nc = vector_arg(op, norm, "norm", lv.B, false, cdt);
+  const at::Tensor ec = eps_hat.contiguous();
+  at::Tensor out = at::empty(eps_hat.sizes(), eps_hat.options());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, eps_hat.scalar_type(), op, [&] {
+    using acc_t = acc_type<scalar_t>;
+    const std::vector<acc_t> w = cast_weights<acc_t>(lv);
+    const acc_t* g = gc.data_ptr<acc_t>();
+    const acc_t* e = nc.data_ptr<acc_t>();
+    for_each_chunk(lv.B, lv.N, [&](int64_t b, int64_t start, int64_t len) {
+      alignas(64) acc_t score[kChunk];
+      mean_score(ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
+      const acc_t scale = e[b] == acc_t(0) ? acc_t(0) : g[b] / e[b];
+      for (int64_t k = 0; k < lv.K; ++k) {
+        scalar_t* dst = out.data_ptr<scalar_t>() + (k * lv.B + b) * lv.N + start;
+        const acc_t c = scale * w[k];
+        for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(c * score[i]);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace ssni::cpu
+
+TORCH_LIBRARY_IMPL(ssni, CPU, m) {
+  m.impl("score_norm", &ssni::cpu::score_norm_cpu);
+  m.impl("score_norm_backward", &ssni::cpu::score_norm_backward_cpu);
+}

@@ -1,0 +1,34 @@
+"""Shared helpers of the ssni_kernels tests: dtypes, tolerances, schedules, random batches."""
+
+from __future__ import annotations
+
+import torch
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+# (rtol, atol) of a kernel against the reference run in the same dtype: a few roundings of the storage dtype.
+TOLERANCES = {
+    torch.float64: (1e-9, 1e-9),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (1.6e-2, 1.6e-2),
+}
+# Generated normals are float32 numbers a few ulp from the float64 definition.
+NOISE_ATOL = 2e-6
+
+
+def ddpm_alphas_cumprod() -> torch.Tensor:
+    """DDPM ᾱ (spec §1): T = 1000, β linear in [1e-4, 2e-2], float64."""
+    return torch.cumprod(1 - torch.linspace(1e-4, 2e-2, 1000, dtype=torch.float64), dim=0)
+
+
+def assert_close_dtype(actual: torch.Tensor, expected: torch.Tensor, *, generated_noise: bool = False) -> None:
+    rtol, atol = TOLERANCES[expected.dtype]
+    if generated_noise:
+        atol = max(atol, 10 * NOISE_ATOL)
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol)
+
+
+def batch(shape, dtype=torch.float32, seed=0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
