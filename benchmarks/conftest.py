@@ -1,0 +1,78 @@
+"""Fixtures of the CPU op benchmarks: steady-state allocator, copy bandwidth, and the results file.
+
+Run: `.venv/bin/python -m pytest benchmarks/ --benchmark-only` (not collected by plain `pytest`: testpaths=tests).
+SSNI_BENCH_ALLOCATOR=default measures with glibc's default allocator instead of the steady-state one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+
+import pytest
+
+from benchmarks import report
+
+
+def _keep_freed_memory() -> bool:
+    """glibc: serve every allocation from the heap and never trim it, so that a repeated call reuses pages instead
+    of mmap-ing fresh ones (first-touch page faults run at ~2 GB/s here and would dominate every op that returns a
+    new tensor, and every eager temporary). Applies to all implementations alike; the GPU analogue is torch's
+    caching allocator. SSNI_BENCH_ALLOCATOR=default keeps glibc's defaults instead."""
+    libc_name = ctypes.util.find_library("c")
+    if os.environ.get("SSNI_BENCH_ALLOCATOR", "reuse") == "default" or libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name)
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+
+
+STEADY_STATE_ALLOCATOR = _keep_freed_memory()
+ALLOCATOR_NOTE = (
+    "glibc mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1): freed memory is reused, no page faults in steady state"
+    if STEADY_STATE_ALLOCATOR
+    else "glibc defaults (large tensors are fresh mmap-ed pages on every call)"
+)
+
+
+def pytest_collect_file(file_path, parent):
+    """Collect bench_*.py (pytest's default pattern is test_*.py, and pyproject's testpaths leaves benchmarks/ out
+    of a plain `pytest` run)."""
+    explicit = parent.session.isinitpath(file_path)  # a file named on the command line is collected anyway
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_") and not explicit:
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+class Recorder:
+    """Collects medians during the session; writes the results files at its end."""
+
+    def __init__(self):
+        self.medians: list[tuple] = []
+        self.copy_gbps: dict[int, float] = {}
+
+    def add(self, case, impl: str, median_s: float) -> None:
+        self.medians.append((case, impl, median_s))
+
+    def rows(self) -> list[report.Row]:
+        return [
+            report.Row(
+                case.name, case.op, case.shape_name, impl, median, case.bytes_moved, self.copy_gbps.get(case.copy_numel)
+            )
+            for case, impl, median in self.medians
+        ]
+
+
+@pytest.fixture(scope="session")
+def recorder(request):
+    rec = Recorder()
+    yield rec
+    if rec.medians:
+        env = report.environment("cpu", allocator=ALLOCATOR_NOTE)
+        stem = f"ops-cpu-{env['date_utc'].replace('-', '').replace(' ', '-').replace(':', '')}"
+        stem += "" if STEADY_STATE_ALLOCATOR else "-default-allocator"
+        path = report.write_results(rec.rows(), env, rec.copy_gbps, stem)
+        print(f"\nresults: {path}\n")
+        print(report.render(json.loads(path.read_text())))
