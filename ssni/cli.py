@@ -1,0 +1,222 @@
+"""The `ssni` command: eval, purify, calibrate, report, train-diffusion, train-classifier.
+
+`ssni eval` with no arguments runs the embedded MNIST demo on the CPU. A user error (bad input, unknown preset,
+missing or mismatched file) prints one line `ssni: error: …` on stderr and exits with status 2; `--debug` (or
+SSNI_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ssni.errors import SSNIUserError
+from ssni.eval.presets import METHODS, PRESETS
+
+USER_ERRORS = (SSNIUserError, ValueError, TypeError, FileNotFoundError, ImportError)
+EXIT_USER_ERROR = 2
+TRAIN_COMMANDS = ("train-diffusion", "train-classifier")
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return tuple(kind(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="mnist", help=f"one of: {', '.join(PRESETS)} (default: mnist)")
+    p.add_argument(
+        "--diffusion-checkpoint", type=Path, help="diffusion model file (default: the preset's embedded one)"
+    )
+    p.add_argument("--classifier-checkpoint", type=Path, help="classifier file (default: the preset's embedded one)")
+    p.add_argument("--data", type=Path, help="dataset folder (CIFAR-10 python batches; ImageNet val class folders)")
+    p.add_argument("--calibration", type=Path, help="calibration file from `ssni calibrate` (default: embedded)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--batch-size", type=int, help="images per chunk (default: the preset's)")
+    p.add_argument("--num-levels", type=int, help="EPS noise levels T' (default: the preset's)")
+    p.add_argument("--tau", type=float, help="SSNI-N temperature (default: the calibration's proposed τ)")
+    p.add_argument("--t-star", type=int, help="constant t* of the baseline (single-stage hosts; default: the preset's)")
+    p.add_argument("--data-seed", type=int, default=0, help="ImageNet subset seed (spec §8; default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssni", description="Sample-specific Score-aware Noise Injection for diffusion-based purification."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("eval", help="clean and robust accuracy: constant t* vs SSNI-N vs SSNI-L (default: MNIST demo)")
+    _add_model_args(p)
+    p.add_argument("--out", type=Path, help="records file (JSONL, resumable; default: ssni-results/<preset>.jsonl)")
+    p.add_argument("--num-samples", type=int, help="images of the protocol subset (default: the preset's)")
+    p.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: 121,122,123)")
+    p.add_argument("--methods", type=_csv(str), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--t-sweep", type=_csv(int), help="extra constant-t baselines, e.g. 50,100,200 (for the report)")
+    p.add_argument("--attacks", type=_csv(str), help="comma-separated attacks (default: the preset's)")
+    p.add_argument("--iterations", type=int, help="attack iterations (all attacks)")
+    p.add_argument("--eot", type=int, help="EOT samples per gradient (all attacks)")
+    p.add_argument("--surrogate-steps", type=int, help="reverse steps of the differentiable surrogate")
+    p.add_argument("--smoke", action="store_true", help="a tiny configuration that finishes in about a minute (CI)")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing records file instead of resuming")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("purify", help="purify images; write the purified tensor and per-sample score norm and t")
+    _add_model_args(p)
+    p.add_argument(
+        "input", nargs="?", type=Path, help="a folder of images, a .pt or .npy file (default: the preset's data)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="purified images, a .pt file")
+    p.add_argument("--scores", type=Path, help="per-sample score norm and t, .csv or .json (default: <out>.csv)")
+    p.add_argument("--method", default="ssni-n", help=f"{', '.join(METHODS)} or constant@<t> (default ssni-n)")
+    p.add_argument("--seed", type=int, default=121)
+    p.add_argument("--num-samples", type=int, help="with no input: how many images of the preset's subset")
+
+    p = sub.add_parser("calibrate", help="clean score-norm statistics and a proposed τ (spec §3)")
+    _add_model_args(p)
+    p.add_argument("--out", type=Path, required=True, help="calibration file to write (.json)")
+    p.add_argument("--num-samples", type=int, help="clean training images (default: the preset's, 5000 on CIFAR-10)")
+    p.add_argument("--seed", type=int, default=121)
+    p.add_argument("--adversarial", type=Path, help="a records file whose adversarial score norms inform τ")
+
+    p = sub.add_parser("report", help="Markdown table (mean ± std over seeds) and plots from a records file")
+    p.add_argument("results", type=Path, help="records file written by `ssni eval`")
+    p.add_argument("--out-dir", type=Path, help="where report.md and the PNGs go (default: <results>-report/)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+    for name in TRAIN_COMMANDS:
+        sub.add_parser(name, help=f"{name.replace('-', ' ')} of the embedded MNIST default (see {name} --help)")
+    return parser
+
+
+def _cmd_eval(args) -> int:
+    from ssni.eval.distributed import close_world, init_world
+    from ssni.eval.pipeline import build_eval
+
+    start = time.perf_counter()
+    config, backend, data, device = build_eval(args)
+    world = init_world(device)
+    try:
+        from ssni.eval.runner import run_eval
+
+        if world.is_main and not args.json:
+            _print_plan(config, data, device)
+        summary = run_eval(config, backend, data, world, log=lambda s: print(s, file=sys.stderr))
+    finally:
+        close_world(world)
+    if summary is None:
+        return 0
+    wall = time.perf_counter() - start
+    if args.json:
+        print(json.dumps({**summary.to_json(), "results": str(config.out), "wall_seconds": round(wall, 1)}, indent=2))
+    else:
+        from ssni.eval.report import markdown_table
+
+        print(markdown_table(summary))
+        print(f"records: {config.out}   wall time: {wall:.0f} s   (report: ssni report {config.out})")
+    return 0
+
+
+def _print_plan(config, data, device: str) -> None:
+    p = config.preset
+    attacks = ", ".join(f"{a.name} (eps {a.eps:.4g}, {a.iterations} it, EOT {a.eot})" for a in p.attacks) or "none"
+    stages = "+".join(str(t) for t, _ in p.purifier.stages)
+    surrogate = "+".join(str(n) for _, n in p.purifier.surrogate_stages)
+    print(
+        f"ssni eval {p.name}: {data.labels.shape[0]} images, seeds {','.join(map(str, p.seeds))}, "
+        f"methods {','.join(p.methods)}, device {device}\n"
+        f"  purifier {p.purifier.host} t*={stages}, surrogate steps {surrogate}, EPS levels {p.num_levels}\n"
+        f"  attacks: {attacks}",
+        file=sys.stderr,
+    )
+    if p.demo_note:
+        print(f"  note: {p.demo_note}", file=sys.stderr)
+
+
+def _cmd_purify(args) -> int:
+    from ssni.eval.pipeline import run_purify
+
+    path, scores = run_purify(args)
+    print(f"purified images: {path}\nscore norms and t: {scores}")
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from ssni.eval.pipeline import run_calibrate
+
+    path, text = run_calibrate(args)
+    print(text)
+    print(f"calibration: {path}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from ssni.eval.records import read_results
+    from ssni.eval.report import markdown_table, summarize, write_report
+
+    log = read_results(args.results)
+    out_dir = args.out_dir or args.results.with_name(args.results.stem + "-report")
+    md = write_report(log, out_dir)
+    summary = summarize(log)
+    if args.json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        print(markdown_table(summary))
+        print(f"report: {md}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from ssni import training
+
+    entry = training.train_diffusion_main if args.command == "train-diffusion" else training.train_classifier_main
+    return int(entry(args.args) or 0)
+
+
+COMMANDS = {
+    "eval": _cmd_eval,
+    "purify": _cmd_purify,
+    "calibrate": _cmd_calibrate,
+    "report": _cmd_report,
+    "train-diffusion": _cmd_train,
+    "train-classifier": _cmd_train,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ssni` command. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in TRAIN_COMMANDS:  # every flag belongs to the trainer's own parser
+        args = argparse.Namespace(command=argv[0], args=argv[1:], debug=False)
+    else:
+        args = parser.parse_args(argv or ["eval"])
+    debug = args.debug or os.environ.get("SSNI_DEBUG") == "1"
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"ssni: error: {e}", file=sys.stderr)
+        if not isinstance(e, SSNIUserError):
+            print("ssni: (run with --debug for the traceback if this looks like a bug)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("ssni: interrupted (rerun the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""ImageNet validation images from the user's class-folder tree (`val/<wnid>/*.JPEG`), nothing downloaded.
+
+Labels are the positions of the class folders in sorted order (the torchvision ImageFolder convention, which
+matches the 1000-class index of torchvision's ResNet-50 when the folders are the wnids). The file list is sorted
+by (class, file name), and the protocol subset `RandomState(data_seed).choice(50000, 128)` indexes into it.
+Preprocessing (spec §8): Resize 256 (shorter side, bilinear) → CenterCrop 224 → float32 [3, 224, 224] in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ssni.errors import SSNIUserError
+
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+def list_imagenet_val(folder: str | Path) -> list[tuple[Path, int]]:
+    """All (file, label) pairs of a class-folder tree, sorted by class then name."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise SSNIUserError(f"ImageNet folder {root} does not exist")
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise SSNIUserError(f"{root} has no class folders (expected val/<wnid>/*.JPEG)")
+    items = [
+        (f, label) for label, c in enumerate(classes) for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not items:
+        raise SSNIUserError(f"{root}: no images in the class folders")
+    return items
+
+
+def load_imagenet_image(path: Path, resize: int = 256, crop: int = 224) -> torch.Tensor:
+    """One image: RGB, shorter side resized to `resize` (bilinear), centre-cropped to `crop`. [3, crop, crop]."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise SSNIUserError("reading ImageNet needs Pillow: pip install pillow") from None
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            scale = resize / min(w, h)
+            im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
+            w, h = im.size
+            left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
+            im = im.crop((left, top, left + crop, top + crop))
+            array = np.asarray(im, dtype=np.float32) / 255.0
+    except OSError as e:
+        raise SSNIUserError(f"{path}: cannot read image ({e})") from None
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def load_imagenet_subset(folder: str | Path, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [n, 3, 224, 224], labels [n]) of the rows `indices` of the sorted val list."""
+    items = list_imagenet_val(folder)
+    if max(int(i) for i in indices) >= len(items):
+        raise SSNIUserError(f"{folder}: the protocol subset needs {max(indices) + 1} images, found {len(items)}")
+    picked = [items[int(i)] for i in indices]
+    x = torch.stack([load_imagenet_image(p) for p, _ in picked])
+    return x, torch.tensor([label for _, label in picked], dtype=torch.int64)

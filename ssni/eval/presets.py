@@ -1,0 +1,208 @@
+"""Evaluation presets: which data, models, purifier, attacks and subsets a named setting uses (spec §8).
+
+A preset is plain configuration. The user's files (checkpoints, data folders, calibration) are not part of it;
+they come from the command line (see `ssni.eval.runner.EvalConfig`). `mnist` is the embedded default and the
+only preset whose attack budget is reduced (a CPU demo, stated in every output it produces); the CIFAR-10 and
+ImageNet presets follow the paper's protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ssni.errors import SSNIUserError
+
+ATTACKS = ("pgd-linf", "pgd-l2", "bpda-linf", "autoattack-rand")
+METHODS = ("constant", "ssni-n", "ssni-l")
+SEEDS = (121, 122, 123)
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of the protocol. `norm` is "Linf" or "L2"; `eot` gradients are averaged per iteration."""
+
+    name: str
+    norm: str
+    eps: float
+    step_size: float
+    iterations: int
+    eot: int
+
+
+@dataclass(frozen=True)
+class PurifierSpec:
+    """The host purifier. Stages are (t*, defence steps, surrogate steps) per stage; most hosts have one stage.
+
+    host: "ddpm" (discrete DDPM/DDIM, spec §5), "sde" (DiffPure's SDE solver, §6), "gns" or "gdmp" (§7).
+    surrogate_stages: the reduced schedule used only for attack gradients ((t*, steps) per stage).
+    """
+
+    host: str
+    stages: tuple[tuple[int, int], ...]
+    surrogate_stages: tuple[tuple[int, int], ...]
+    eta: float = 1.0
+    votes: int = 1
+    guidance: str | None = None
+
+    @property
+    def t_star(self) -> int:
+        """The (largest) constant t* of the baseline, the t of single-stage hosts."""
+        return max(t for t, _ in self.stages)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named evaluation setting. `num_samples` images of the `split` subset are drawn as in spec §8."""
+
+    name: str
+    dataset: str
+    image_size: int
+    channels: int
+    diffusion: str
+    classifier: str
+    purifier: PurifierSpec
+    attacks: tuple[AttackSpec, ...]
+    num_samples: int
+    num_levels: int
+    batch_size: int
+    bias: int = 5
+    seeds: tuple[int, ...] = SEEDS
+    methods: tuple[str, ...] = METHODS
+    calibration_samples: int = 5000
+    default_attacks: tuple[str, ...] | None = None
+    needs_paths: tuple[str, ...] = field(default_factory=tuple)
+    demo_note: str | None = None
+
+    def with_overrides(self, **changes) -> Preset:
+        """A copy with some fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def select_attacks(self, names: tuple[str, ...] | None = None) -> Preset:
+        """Keep only the attacks `names` (default: `default_attacks`, or all); unknown names are user errors."""
+        names = names if names is not None else self.default_attacks or tuple(a.name for a in self.attacks)
+        known = {a.name for a in self.attacks}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SSNIUserError(
+                f"unknown attack(s) {', '.join(unknown)} for preset {self.name}; known: {', '.join(known)}"
+            )
+        return replace(self, attacks=tuple(a for a in self.attacks if a.name in names), default_attacks=None)
+
+
+def _cifar_attacks(iterations: int = 200, eot: int = 20) -> tuple[AttackSpec, ...]:
+    return (
+        AttackSpec("pgd-linf", "Linf", 8 / 255, 0.007, iterations, eot),
+        AttackSpec("pgd-l2", "L2", 0.5, 0.007, iterations, eot),
+        AttackSpec("bpda-linf", "Linf", 8 / 255, 0.007, iterations, eot),
+        AttackSpec("autoattack-rand", "Linf", 8 / 255, 0.007, 100, eot),
+    )
+
+
+_CIFAR_PATHS = ("data", "diffusion_checkpoint", "classifier_checkpoint")
+
+PRESETS: dict[str, Preset] = {
+    # The CPU demo (`ssni eval` with no arguments). Budget, in per-image network evaluations per seed: the
+    # defence visits every index (constant: 10 score levels + 150 steps per purification; SSNI: 10 + its own t,
+    # ~60 clean / ~150 adversarial), the attack 6 iterations × (5 surrogate steps forward+backward + 10 adaptive
+    # score levels for SSNI): ~950 evaluations per image and seed for the three methods, 16 images × 3 seeds ≈ 46k.
+    "mnist": Preset(
+        name="mnist",
+        dataset="mnist",
+        image_size=28,
+        channels=1,
+        diffusion="mnist-ddpm",
+        classifier="mnist-classifier",
+        purifier=PurifierSpec("ddpm", stages=((150, 150),), surrogate_stages=((150, 5),)),
+        attacks=(
+            AttackSpec("pgd-linf", "Linf", 0.3, 0.06, 6, 1),
+            AttackSpec("pgd-l2", "L2", 2.0, 0.4, 6, 1),
+            AttackSpec("bpda-linf", "Linf", 0.3, 0.06, 6, 1),
+            AttackSpec("autoattack-rand", "Linf", 0.3, 0.06, 6, 1),
+        ),
+        default_attacks=("pgd-linf",),
+        num_samples=16,
+        num_levels=10,
+        batch_size=16,
+        calibration_samples=1000,
+        demo_note=(
+            "MNIST CPU demo with a reduced attack budget: PGD-EOT Linf eps=0.3, 6 iterations of 0.06, EOT 1, "
+            "5 surrogate steps, 16 images (paper protocol: 200 iterations, EOT 20, 20 surrogate steps, 512 "
+            "images); raise --num-samples/--iterations/--eot/--surrogate-steps for stronger numbers"
+        ),
+    ),
+    "cifar10-diffpure": Preset(
+        name="cifar10-diffpure",
+        dataset="cifar10",
+        image_size=32,
+        channels=3,
+        diffusion="cifar10-ddpmpp-deep-continuous",
+        classifier="cifar10-wrn-28-10",
+        purifier=PurifierSpec("ddpm", stages=((100, 100),), surrogate_stages=((100, 20),)),
+        attacks=_cifar_attacks(),
+        num_samples=512,
+        num_levels=20,
+        batch_size=64,
+        needs_paths=_CIFAR_PATHS,
+    ),
+    "cifar10-gns": Preset(
+        name="cifar10-gns",
+        dataset="cifar10",
+        image_size=32,
+        channels=3,
+        diffusion="cifar10-ddpmpp-deep-continuous",
+        classifier="cifar10-wrn-28-10",
+        purifier=PurifierSpec(
+            "gns",
+            stages=((30, 30), (30, 30), (30, 30), (30, 30), (50, 50), (50, 50), (125, 125), (125, 125)),
+            surrogate_stages=((30, 1), (50, 1), (125, 5)),
+            votes=10,
+        ),
+        attacks=_cifar_attacks(),
+        num_samples=512,
+        num_levels=20,
+        batch_size=64,
+        needs_paths=_CIFAR_PATHS,
+    ),
+    "cifar10-gdmp": Preset(
+        name="cifar10-gdmp",
+        dataset="cifar10",
+        image_size=32,
+        channels=3,
+        diffusion="cifar10-ddpm",
+        classifier="cifar10-wrn-28-10",
+        # SSNI's own GDMP runs: 4 unguided rounds of 36 (spec §7); guidance "ssim"/"mse" is GDMP's original.
+        purifier=PurifierSpec("gdmp", stages=((36, 36),) * 4, surrogate_stages=((36, 6),) * 4, guidance=None),
+        attacks=_cifar_attacks(),
+        num_samples=512,
+        num_levels=20,
+        batch_size=64,
+        needs_paths=_CIFAR_PATHS,
+    ),
+    "imagenet-diffpure": Preset(
+        name="imagenet-diffpure",
+        dataset="imagenet",
+        image_size=224,
+        channels=3,
+        diffusion="imagenet-adm-256-uncond",
+        classifier="imagenet-resnet50",
+        purifier=PurifierSpec("ddpm", stages=((150, 150),), surrogate_stages=((150, 20),)),
+        attacks=(
+            AttackSpec("pgd-linf", "Linf", 4 / 255, 0.007, 200, 20),
+            AttackSpec("pgd-l2", "L2", 0.5, 0.007, 200, 20),
+            AttackSpec("bpda-linf", "Linf", 4 / 255, 0.007, 200, 20),
+            AttackSpec("autoattack-rand", "Linf", 4 / 255, 0.007, 100, 20),
+        ),
+        num_samples=128,
+        num_levels=50,
+        batch_size=8,
+        needs_paths=_CIFAR_PATHS,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; an unknown name is a user error listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SSNIUserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

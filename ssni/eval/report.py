@@ -1,0 +1,268 @@
+"""From per-sample records to numbers: the summary (`--json`), the Markdown table and the plots of `ssni report`.
+
+Accuracies are percentages. Per seed, accuracy = 100 · mean(correct) over the samples; the table gives
+mean ± std over seeds (population std, numpy's default, as the paper's tables). Score norms and t are averaged
+over every record of a kind (clean: attack "none"; adversarial: any other attack).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ssni.errors import SSNIUserError
+from ssni.eval.records import ResultsLog
+
+CLEAN = "none"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """mean ± std over seeds, and the per-seed values."""
+
+    mean: float
+    std: float
+    per_seed: dict[int, float]
+
+    @classmethod
+    def over_seeds(cls, per_seed: dict[int, float]) -> Stat:
+        values = np.array(list(per_seed.values()), dtype=np.float64)
+        return cls(float(values.mean()), float(values.std()), dict(sorted(per_seed.items())))
+
+    def __str__(self) -> str:
+        return f"{self.mean:.1f} ± {self.std:.1f}"
+
+
+@dataclass
+class Summary:
+    """Machine-readable results of an evaluation (what `ssni eval --json` prints)."""
+
+    preset: str
+    note: str | None
+    seeds: list[int]
+    num_samples: int
+    methods: list[str]
+    attacks: list[str]
+    clean_accuracy: dict[str, Stat]
+    robust_accuracy: dict[str, dict[str, Stat]]
+    mean_t: dict[str, dict[str, float | None]]
+    score_norm_clean_mean: float | None
+    score_norm_adv_mean: float | None
+    score_norm_adv_mean_by_attack: dict[str, float]
+    score_norm_by_method: dict[str, dict[str, float | None]]
+    network_calls: dict[str, int]
+    samples_evaluated: dict[str, int]
+    evaluations_per_image: dict[str, float]
+    complete: bool
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["accuracy_unit"] = "percent"
+        return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def summarize(log: ResultsLog) -> Summary:
+    """Aggregate the committed records of a results file."""
+    config = log.header.get("config", {})
+    correct: dict[tuple[str, str, int], list[bool]] = defaultdict(list)
+    t_values: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    norms_clean: list[float] = []
+    norms_adv: dict[str, list[float]] = defaultdict(list)
+    norms_method: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    samples: set[int] = set()
+    for r in log.records:
+        adv = r["attack"] != CLEAN
+        correct[(r["method"], r["attack"], r["seed"])].append(bool(r["correct"]))
+        if r.get("t") is not None:
+            t_values[(r["method"], adv)].append(float(r["t"]))
+        if r.get("score_norm") is not None:
+            (norms_adv[r["attack"]] if adv else norms_clean).append(float(r["score_norm"]))
+            norms_method[(r["method"], adv)].append(float(r["score_norm"]))
+        samples.add(int(r["sample_id"]))
+    methods = list(dict.fromkeys(m for m, _, _ in correct))
+    attacks = list(dict.fromkeys(a for _, a, _ in correct if a != CLEAN))
+    seeds = sorted({s for _, _, s in correct})
+
+    def stat(method: str, attack: str) -> Stat | None:
+        per_seed = {s: 100.0 * float(np.mean(v)) for (m, a, s), v in correct.items() if m == method and a == attack}
+        return Stat.over_seeds(per_seed) if per_seed else None
+
+    calls: dict[str, int] = defaultdict(int)
+    evaluated: dict[str, int] = defaultdict(int)
+    clean_groups: dict[str, int] = defaultdict(int)
+    for c in log.commits:
+        calls[f"{c['method']}/{c['attack']}"] += int(c.get("network_calls", 0))
+        evaluated[f"{c['method']}/{c['attack']}"] += int(c.get("samples_evaluated", 0))
+        if c["attack"] == CLEAN:
+            clean_groups[c["method"]] += int(c["n"])
+    expected = config.get("num_groups")
+    return Summary(
+        preset=config.get("preset", {}).get("name", "?"),
+        note=config.get("preset", {}).get("demo_note"),
+        seeds=seeds,
+        num_samples=len(samples),
+        methods=methods,
+        attacks=attacks,
+        clean_accuracy={m: s for m in methods if (s := stat(m, CLEAN)) is not None},
+        robust_accuracy={m: {a: s for a in attacks if (s := stat(m, a)) is not None} for m in methods},
+        mean_t={m: {"clean": _mean(t_values[(m, False)]), "adversarial": _mean(t_values[(m, True)])} for m in methods},
+        score_norm_clean_mean=_mean(norms_clean),
+        score_norm_adv_mean=_mean([v for vs in norms_adv.values() for v in vs]),
+        score_norm_adv_mean_by_attack={a: float(np.mean(v)) for a, v in norms_adv.items()},
+        score_norm_by_method={
+            m: {"clean": _mean(norms_method[(m, False)]), "adversarial": _mean(norms_method[(m, True)])}
+            for m in methods
+        },
+        network_calls={"total": sum(calls.values()), **dict(sorted(calls.items()))},
+        samples_evaluated={"total": sum(evaluated.values()), **dict(sorted(evaluated.items()))},
+        evaluations_per_image={m: evaluated[f"{m}/{CLEAN}"] / n for m, n in clean_groups.items()},
+        complete=expected is None or len(log.commits) == expected,
+    )
+
+
+def markdown_table(summary: Summary) -> str:
+    """Accuracy (mean ± std over seeds), mean t and mean score norm per method, one row per method."""
+    head = [
+        "method",
+        "clean acc. (%)",
+        *[f"{a} robust acc. (%)" for a in summary.attacks],
+        "mean t clean",
+        "mean t adv",
+        "mean e clean",
+        "mean e adv",
+        "net evals/image (clean)",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in summary.methods:
+        robust = summary.robust_accuracy.get(m, {})
+        ts = summary.mean_t.get(m, {})
+        cells = [
+            m,
+            str(summary.clean_accuracy.get(m, "–")),
+            *[str(robust.get(a, "–")) for a in summary.attacks],
+            *[f"{ts[k]:.1f}" if ts.get(k) is not None else "–" for k in ("clean", "adversarial")],
+            *[_fmt(summary.score_norm_by_method.get(m, {}).get(k)) for k in ("clean", "adversarial")],
+            f"{summary.evaluations_per_image[m]:.1f}" if m in summary.evaluations_per_image else "–",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    seeds = ", ".join(str(s) for s in summary.seeds)
+    lines += [
+        "",
+        f"{summary.num_samples} images, seeds {seeds} (mean ± std over seeds).",
+        _norm_line(summary),
+    ]
+    if summary.note:
+        lines.append(f"Note: {summary.note}.")
+    if not summary.complete:
+        lines.append("Warning: the run is not complete; these numbers cover the groups finished so far.")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def _norm_line(summary: Summary) -> str:
+    clean, adv = summary.score_norm_clean_mean, summary.score_norm_adv_mean
+    if clean is None or adv is None:
+        return "Score norms: not available."
+    return f"Mean EPS score norm: clean {clean:.2f}, adversarial {adv:.2f} (ratio {adv / clean:.2f})."
+
+
+def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
+    """Write score-norm histograms, the distribution of t and accuracy vs constant t* as PNGs; return the paths."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise SSNIUserError("the plots of `ssni report` need matplotlib: pip install matplotlib") from None
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarize(log)
+    paths = []
+
+    # 1. score norms, clean vs each attack (each norm is the defended input's own, for every method)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for r in log.records:
+        if r.get("score_norm") is not None:
+            by_kind["clean" if r["attack"] == CLEAN else r["attack"]].append(float(r["score_norm"]))
+    if by_kind:
+        allv = np.concatenate([np.asarray(v) for v in by_kind.values()])
+        bins = np.linspace(allv.min(), allv.max(), 40)
+        for kind, values in by_kind.items():
+            ax.hist(values, bins=bins, alpha=0.5, density=True, label=f"{kind} (mean {np.mean(values):.2f})")
+        ax.legend()
+    ax.set_xlabel("EPS score norm e(x)")
+    ax.set_ylabel("density")
+    ax.set_title("Score norms: clean vs adversarial")
+    paths.append(_save(fig, out_dir / "score_norms.png"))
+
+    # 2. distribution of t per SSNI method, clean vs adversarial
+    ssni_methods = [m for m in summary.methods if not m.startswith("constant")]
+    fig, axes = plt.subplots(1, max(1, len(ssni_methods)), figsize=(5 * max(1, len(ssni_methods)), 4), squeeze=False)
+    for ax, m in zip(axes[0], ssni_methods):
+        for adv, label in ((False, "clean"), (True, "adversarial")):
+            ts = [r["t"] for r in log.records if r["method"] == m and (r["attack"] != CLEAN) == adv]
+            if ts:
+                ax.hist(ts, bins=30, alpha=0.5, label=label)
+        ax.set_title(f"t assigned by {m}")
+        ax.set_xlabel("t")
+        ax.legend()
+    paths.append(_save(fig, out_dir / "t_distribution.png"))
+
+    # 3. accuracy against constant t (a sweep of constant methods) next to SSNI at its mean t
+    fig, ax = plt.subplots(figsize=(6, 4))
+    kinds = [("clean", summary.clean_accuracy)] + [
+        (a, {m: summary.robust_accuracy[m][a] for m in summary.methods if a in summary.robust_accuracy.get(m, {})})
+        for a in summary.attacks
+    ]
+    for (kind, acc), color in zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        const = sorted(
+            (summary.mean_t[m]["clean"], acc[m].mean)
+            for m in acc
+            if m.startswith("constant") and summary.mean_t[m]["clean"] is not None
+        )
+        if const:
+            ax.plot(*zip(*const), "o-", color=color, label=f"constant t, {kind}")
+        for m in acc:
+            if not m.startswith("constant") and summary.mean_t[m]["clean"] is not None:
+                ax.plot(summary.mean_t[m]["clean"], acc[m].mean, "*", ms=12, color=color)
+                ax.annotate(m, (summary.mean_t[m]["clean"], acc[m].mean), fontsize=8)
+    ax.set_xlabel("t (constant) / mean t on clean inputs (SSNI, stars)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy vs constant t* and SSNI")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out_dir / "accuracy_vs_t.png"))
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def write_report(log: ResultsLog, out_dir: str | Path) -> Path:
+    """report.md (the table and the plots) plus the PNGs in `out_dir`; returns the Markdown path."""
+    out_dir = Path(out_dir)
+    plots = make_plots(log, out_dir)
+    summary = summarize(log)
+    text = f"# ssni evaluation: {summary.preset}\n\n" + markdown_table(summary) + "\n"
+    text += "".join(f"![{p.stem}]({p.name})\n\n" for p in plots)
+    path = out_dir / "report.md"
+    path.write_text(text, encoding="utf-8")
+    return path

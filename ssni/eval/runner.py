@@ -1,0 +1,194 @@
+"""The evaluation loop of `ssni eval`: groups of work → per-sample records, resumable and shardable.
+
+The work is a list of groups (seed, chunk, method, attack) in a fixed order (seed → chunk → method → attack,
+"none" = clean first). A chunk is a fixed run of `batch_size` sample ids of the protocol subset, so every group
+computes the same thing however the run is split: killed and resumed (records.py), or sharded over torchrun
+ranks (distributed.py). Per group the backend returns, for every sample, the prediction of the defended
+classifier, the t it used and the EPS score norm of its input (clean, or adversarial after the attack).
+
+The models, purifier and attacks hide behind `Backend` (built by `ssni.eval.pipeline`); the loop only schedules,
+records and reports, so it is tested with a fake backend in seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from ssni.eval.distributed import World
+from ssni.eval.presets import AttackSpec, Preset
+from ssni.eval.records import GroupKey, RecordWriter, read_results, write_merged
+from ssni.eval.report import CLEAN, Summary, summarize
+
+
+@dataclass(frozen=True)
+class DefenceOutput:
+    """Per-sample outcome of one defended evaluation: predictions [B] int64, t [B] int64, score norms [B] float."""
+
+    pred: Tensor
+    t: Tensor
+    score_norm: Tensor
+
+
+class Backend(Protocol):
+    """What the loop needs of the models (see `ssni.eval.pipeline.ModelBackend`)."""
+
+    network_calls: int  # forward passes of the diffusion network so far
+    samples_evaluated: int  # per-sample network evaluations so far (Σ of the batch sizes of those passes)
+
+    def evaluate(self, method: str, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
+        """Purify x with `method` ("constant", "constant@<t>", "ssni-n", "ssni-l") and classify (no grad)."""
+        ...
+
+    def attack(
+        self,
+        method: str,
+        attack: AttackSpec,
+        x: Tensor,
+        y: Tensor,
+        *,
+        seed: int,
+        sample_ids: Tensor,
+        on_iteration: Callable[[int], None] | None = None,
+    ) -> Tensor:
+        """Adversarial examples [B, ...] against `method`'s defence (adaptive for SSNI)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """The evaluation subset: images [N, C, H, W] in [0, 1], labels [N] int64, sample ids [N] int64."""
+
+    images: Tensor
+    labels: Tensor
+    sample_ids: Tensor
+
+    def chunk(self, index: int, size: int) -> EvalData:
+        s = slice(index * size, (index + 1) * size)
+        return EvalData(self.images[s], self.labels[s], self.sample_ids[s])
+
+    def num_chunks(self, size: int) -> int:
+        return -(-self.labels.shape[0] // size)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One evaluation: the preset (after overrides) and what else decides the results (checkpoint identities)."""
+
+    preset: Preset
+    out: Path
+    identities: dict[str, str] = dataclasses.field(default_factory=dict)
+    overwrite: bool = False
+    progress: bool = True
+
+    def plan(self, num_chunks: int) -> list[GroupKey]:
+        """Every group of the run, in the order a single process runs them."""
+        p = self.preset
+        attacks = [CLEAN, *(a.name for a in p.attacks)]
+        return [GroupKey(s, c, m, a) for s in p.seeds for c in range(num_chunks) for m in p.methods for a in attacks]
+
+    def record_config(self, num_groups: int) -> dict:
+        """What the results header stores and hashes: everything that changes a record."""
+        return {"preset": dataclasses.asdict(self.preset), "identities": self.identities, "num_groups": num_groups}
+
+
+def _records(data: EvalData, out: DefenceOutput, x_adv: Tensor | None) -> list[dict]:
+    rows = []
+    for i in range(data.labels.shape[0]):
+        row = {
+            "sample_id": int(data.sample_ids[i]),
+            "label": int(data.labels[i]),
+            "pred": int(out.pred[i]),
+            "correct": bool(out.pred[i] == data.labels[i]),
+            "t": int(out.t[i]),
+            "score_norm": float(out.score_norm[i]),
+        }
+        if x_adv is not None:
+            delta = (x_adv[i] - data.images[i]).flatten().double()
+            row["perturbation_linf"] = float(delta.abs().max())
+            row["perturbation_l2"] = float(delta.norm())
+        rows.append(row)
+    return rows
+
+
+def run_group(backend: Backend, preset: Preset, key: GroupKey, data: EvalData, on_iteration=None) -> list[dict]:
+    """Compute one group's records (clean evaluation, or attack then evaluation of the adversarial inputs)."""
+    x_adv = None
+    x = data.images
+    if key.attack != CLEAN:
+        spec = next(a for a in preset.attacks if a.name == key.attack)
+        x_adv = backend.attack(
+            key.method, spec, x, data.labels, seed=key.seed, sample_ids=data.sample_ids, on_iteration=on_iteration
+        )
+        x = x_adv
+    with torch.no_grad():
+        out = backend.evaluate(key.method, x, seed=key.seed, sample_ids=data.sample_ids)
+    return _records(data, out, x_adv)
+
+
+def _group_cost(preset: Preset, key: GroupKey) -> int:
+    """Progress units: 1 for an evaluation, plus 1 per attack iteration."""
+    if key.attack == CLEAN:
+        return 1
+    return 1 + next(a.iterations for a in preset.attacks if a.name == key.attack)
+
+
+def run_eval(
+    config: EvalConfig, backend: Backend, data: EvalData, world: World = World(), log: Callable[[str], None] = print
+) -> Summary | None:
+    """Run (or resume) every group this rank owns, then merge (rank 0) and summarise. Others return None."""
+    preset = config.preset
+    n_chunks = data.num_chunks(preset.batch_size)
+    plan = config.plan(n_chunks)
+    record_config = config.record_config(len(plan))
+    writer = RecordWriter(world.shard_path(config.out), record_config, overwrite=config.overwrite)
+    mine = [k for k in plan if world.owns(k.chunk)]
+    todo = [k for k in mine if k not in writer.done]
+    if len(todo) < len(mine) and world.is_main:
+        log(f"resuming {config.out}: {len(mine) - len(todo)} of {len(mine)} groups already done")
+    bar = _progress(config, preset, mine, todo, world)
+    for key in todo:
+        calls, evaluated = backend.network_calls, backend.samples_evaluated
+        chunk = data.chunk(key.chunk, preset.batch_size)
+        bar.set_postfix_str(f"seed {key.seed} chunk {key.chunk} {key.method} {key.attack}", refresh=False)
+        records = run_group(backend, preset, key, chunk, on_iteration=lambda _k: bar.update(1))
+        writer.append_group(
+            key,
+            records,
+            network_calls=backend.network_calls - calls,
+            samples_evaluated=backend.samples_evaluated - evaluated,
+        )
+        bar.update(1)
+    bar.close()
+    world.barrier()
+    if not world.is_main:
+        return None
+    if world.size > 1:
+        shards = [dataclasses.replace(world, rank=r).shard_path(config.out) for r in range(world.size)]
+        final = write_merged(config.out, writer.header, [read_results(p) for p in shards], plan)
+    else:
+        final = read_results(config.out)
+    return summarize(final)
+
+
+def _progress(config: EvalConfig, preset: Preset, mine: list[GroupKey], todo: list[GroupKey], world: World):
+    from tqdm.auto import tqdm
+
+    total = sum(_group_cost(preset, k) for k in mine)
+    done = total - sum(_group_cost(preset, k) for k in todo)
+    return tqdm(
+        total=total,
+        initial=done,
+        desc=f"ssni eval {preset.name}" + (f" [rank {world.rank}]" if world.size > 1 else ""),
+        unit="step",
+        disable=not config.progress,
+        smoothing=0.05,
+        mininterval=1.0,
+        position=world.rank,
+    )

@@ -1,0 +1,118 @@
+"""The evaluation loop with a fake backend: resume after SIGKILL, torchrun sharding, summary contents."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eval_fakes import FAKE_PRESET, FakeBackend, fake_data
+
+from ssni.errors import SSNIUserError
+from ssni.eval.records import read_results
+from ssni.eval.runner import EvalConfig, run_eval
+
+SCRIPT = Path(__file__).with_name("eval_fakes.py")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run(out: Path, **kw):
+    return run_eval(EvalConfig(preset=FAKE_PRESET, out=out, progress=False, **kw), FakeBackend(), fake_data())
+
+
+def _group_counts(path: Path) -> dict:
+    counts: dict = {}
+    for r in read_results(path).records:
+        key = (r["seed"], r["method"], r["attack"], r["sample_id"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_summary_and_plan(tmp_path):
+    summary = _run(tmp_path / "r.jsonl")
+    n_chunks = 6  # 22 samples in chunks of 4
+    log = read_results(tmp_path / "r.jsonl")
+    assert len(log.commits) == 2 * n_chunks * 3 * 3
+    assert len(log.records) == 2 * 22 * 3 * 3
+    assert summary.complete and summary.num_samples == 22 and summary.seeds == [121, 122]
+    assert set(summary.robust_accuracy["ssni-l"]) == {"pgd-linf", "pgd-l2"}
+    acc = [
+        r["correct"] for r in log.records if r["method"] == "constant" and r["attack"] == "none" and r["seed"] == 121
+    ]
+    assert summary.clean_accuracy["constant"].per_seed[121] == pytest.approx(100 * sum(acc) / len(acc))
+    assert summary.network_calls["total"] == sum(c["network_calls"] for c in log.commits) > 0
+    adv = [r for r in log.records if r["attack"] == "pgd-linf"]
+    assert max(r["perturbation_linf"] for r in adv) <= 0.1 + 1e-6
+
+
+def test_rerun_completed_is_a_no_op(tmp_path):
+    out = tmp_path / "r.jsonl"
+    _run(out)
+    before = out.read_bytes()
+    backend = FakeBackend()
+    run_eval(EvalConfig(preset=FAKE_PRESET, out=out, progress=False), backend, fake_data())
+    assert out.read_bytes() == before and backend.network_calls == 0
+
+
+def test_changed_config_is_refused(tmp_path):
+    out = tmp_path / "r.jsonl"
+    _run(out)
+    other = FAKE_PRESET.with_overrides(seeds=(121,))
+    with pytest.raises(SSNIUserError, match="another configuration"):
+        run_eval(EvalConfig(preset=other, out=out, progress=False), FakeBackend(), fake_data())
+
+
+def test_sigkill_and_resume_equals_uninterrupted(tmp_path):
+    reference = tmp_path / "reference.jsonl"
+    _run(reference)
+    out = tmp_path / "killed.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, str(SCRIPT), str(out), "--sleep", "0.01"]
+    for attempt in range(2):  # kill at two different moments, resuming each time
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait until this attempt has committed something new
+            if proc.poll() is not None or (out.exists() and out.read_bytes().count(b'"commit"') > 4 * (attempt + 1)):
+                break
+            time.sleep(0.02)
+        time.sleep(0.013 * (attempt + 1))
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == reference.read_bytes()
+    assert all(v == 1 for v in _group_counts(out).values())
+    assert "resuming" in done.stdout
+    assert json.loads(done.stdout.strip().splitlines()[-1])["complete"] is True
+
+
+def test_two_process_torchrun_merges_to_the_one_process_result(tmp_path):
+    reference = tmp_path / "reference.jsonl"
+    _run(reference)
+    out = tmp_path / "dist.jsonl"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        str(SCRIPT),
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_bytes() == reference.read_bytes()
+    shards = sorted(p.name for p in tmp_path.glob("dist.rank*"))
+    assert shards == ["dist.rank0-of-2.jsonl", "dist.rank1-of-2.jsonl"]
+    chunks = {r["chunk"] % 2 for r in read_results(tmp_path / shards[1]).records}
+    assert chunks == {1}
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["complete"] is True and summary["num_samples"] == 22
