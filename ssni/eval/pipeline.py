@@ -278,21 +278,36 @@ class ModelBackend:
         t_record = t.max(dim=1).values if t.dim() == 2 else t  # multi-stage: the largest stage's t
         return DefenceOutput(pred.cpu(), t_record.cpu(), e.float().cpu())
 
-    def defended(self, method: str, seed: int, x: Tensor):
+    def defended(self, method: str, seed: int):
         """The `DefendedModel` attacks see for `method` (adaptive for SSNI)."""
         from ssni.attacks import AdaptiveSSNI, PurifiedClassifier
 
         kind, t_const = parse_method(method)
+        defence = self.purifier if kind == "constant" else self.ssni[kind]
+        predict = None
+        if self.preset.purifier.votes > 1:  # success is judged on the majority vote, as the defence predicts
+            from ssni import GNSDefense
+
+            vote = GNSDefense(defence, self.models.classifier, self.preset.purifier.votes)
+            t_vote = t_const
+
+            def predict(x_in, *, sample_ids):
+                t_in = None if t_vote is None else torch.full((x_in.shape[0],), t_vote, dtype=torch.int64)
+                counts, _ = vote.votes(
+                    x_in, None if t_in is None else t_in.to(x_in.device), seed=seed, sample_ids=sample_ids
+                )
+                return counts.float()
+
         if kind != "constant":
-            return AdaptiveSSNI(self.ssni[kind], self.models.classifier, seed)
-        t = None if t_const is None else torch.full((x.shape[0],), t_const, dtype=torch.int64, device=x.device)
-        return PurifiedClassifier(self.purifier, self.models.classifier, seed, t=t)
+            return AdaptiveSSNI(defence, self.models.classifier, seed, predict=predict)
+        # an int, not a per-batch tensor: attacks re-batch (AutoAttack's second stage runs on a subset)
+        return PurifiedClassifier(defence, self.models.classifier, seed, t=t_const, predict=predict)
 
     def attack(self, method: str, attack: AttackSpec, x, y, *, seed: int, sample_ids, on_iteration=None) -> Tensor:
         from ssni.attacks import autoattack_rand, bpda_eot, pgd_eot
 
         x, y, ids = x.to(self.device), y.to(self.device), sample_ids.to(self.device)
-        model = self.defended(method, seed, x)
+        model = self.defended(method, seed)
         common = dict(sample_ids=ids, norm=attack.norm, eps=attack.eps, iterations=attack.iterations, eot=attack.eot)
         if attack.name.startswith("autoattack"):
             result = autoattack_rand(model, x, y, seed=seed, on_iteration=on_iteration, **common)
