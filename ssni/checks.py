@@ -59,3 +59,11 @@ def check_timesteps(t, batch: int, num_stages: int | None, device, max_t: int = 
     if t.numel() and (int(t.min()) < 0 or int(t.max()) > max_t):
         raise ValueError(f"t must be in [0, {max_t}], got values in [{int(t.min())}, {int(t.max())}]")
     return t.to(device)
+
+
+def value_checks_allowed() -> bool:
+    """False while tracing for torch.compile or capturing a CUDA graph, where a data-dependent check (a host
+    read-back) would break the graph; shape and dtype checks stay on everywhere."""
+    if torch.compiler.is_compiling():
+        return False
+    return not (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())

@@ -7,8 +7,11 @@ from ssni.purify.gdmp import GDMPPurifier
 from ssni.purify.gns import GNSDefense, GNSPurifier, majority_vote
 from ssni.purify.sde import SDEPurifier
 from ssni.purify.ssni import SSNI
+from ssni.purify.stream import StreamingPurifier, StreamStats
 
 __all__ = [
+    "StreamingPurifier",
+    "StreamStats",
     "Purifier",
     "noise_step",
     "run_active",
