@@ -139,7 +139,13 @@ def load_calibration(preset: Preset, path: Path | None, models: Models, num_leve
 
 
 def build_purifier(spec: PurifierSpec, model: nn.Module) -> nn.Module:
-    """The host purifier of a preset (defence schedule and surrogate schedule)."""
+    """The host purifier of a preset (defence schedule and surrogate schedule), at the model's resolution."""
+    purifier = _build_host(spec, model)
+    purifier.resolution = spec.resolution
+    return purifier
+
+
+def _build_host(spec: PurifierSpec, model: nn.Module) -> nn.Module:
     from ssni import DDPMPurifier, GDMPPurifier, GNSPurifier, SDEPurifier
 
     stars = tuple(t for t, _ in spec.stages)

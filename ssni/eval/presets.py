@@ -43,6 +43,7 @@ class PurifierSpec:
     eta: float = 1.0
     votes: int = 1
     guidance: str | None = None
+    resolution: int | None = None  # the diffusion model's side when it differs from the data's (ImageNet: 256)
 
     @property
     def t_star(self) -> int:
@@ -185,7 +186,7 @@ PRESETS: dict[str, Preset] = {
         channels=3,
         diffusion="imagenet-adm-256-uncond",
         classifier="imagenet-resnet50",
-        purifier=PurifierSpec("ddpm", stages=((150, 150),), surrogate_stages=((150, 20),)),
+        purifier=PurifierSpec("ddpm", stages=((150, 150),), surrogate_stages=((150, 20),), resolution=256),
         attacks=(
             AttackSpec("pgd-linf", "Linf", 4 / 255, 0.007, 200, 20),
             AttackSpec("pgd-l2", "L2", 0.5, 0.007, 200, 20),

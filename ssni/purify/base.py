@@ -26,6 +26,7 @@ With active-only execution a discrete purification with per-sample t costs sampl
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ssni.checks import check_images, check_sample_ids, check_seed, check_timesteps
@@ -54,9 +55,13 @@ class Purifier(nn.Module):
 
     Subclasses implement `_purify(x_s, t, *, seed, sample_ids, draw, grad, num_steps)` in model space, where t is
     already validated (int64 [B] or [B, S] for `num_stages` = S). `t_star` is an int or a tuple (per stage).
+    `resolution`: None, or the side the diffusion model runs at; inputs of another size are resized to it
+    (bilinear) before purification and back after (DiffPure's ImageNet protocol: 224 → 256 → 224, spec §8). The
+    score norm is not affected: it runs on the input as given.
     """
 
     t_star: int | tuple[int, ...]
+    resolution: int | None = None
 
     def __init__(self, model: nn.Module, checkpoint: bool = True):
         super().__init__()
@@ -108,8 +113,12 @@ class Purifier(nn.Module):
         """Purify without gradients (active-only fast path). t None → the constant t*; else int64 per sample.
         `options` are host-specific (e.g. DDPMPurifier's reverse_shift)."""
         t, ids = self._inputs(x, t, seed, sample_ids, draw)
-        out = self._purify(2 * x - 1, t, seed=seed, sample_ids=ids, draw=draw, grad=False, num_steps=None, **options)
-        return (out + 1) / 2
+        return self._at_resolution(
+            x,
+            lambda x_s: self._purify(
+                x_s, t, seed=seed, sample_ids=ids, draw=draw, grad=False, num_steps=None, **options
+            ),
+        )
 
     def purify_grad(
         self,
@@ -126,10 +135,21 @@ class Purifier(nn.Module):
         grad default), gradient checkpointing per step, exact gradients through the ops. t as in `purify`."""
         t, ids = self._inputs(x, t, seed, sample_ids, draw)
         with torch.enable_grad():
-            out = self._purify(
-                2 * x - 1, t, seed=seed, sample_ids=ids, draw=draw, grad=True, num_steps=num_steps, **options
+            return self._at_resolution(
+                x,
+                lambda x_s: self._purify(
+                    x_s, t, seed=seed, sample_ids=ids, draw=draw, grad=True, num_steps=num_steps, **options
+                ),
             )
-        return (out + 1) / 2
+
+    def _at_resolution(self, x: torch.Tensor, purify_model_space) -> torch.Tensor:
+        """[0, 1] → model space → purify (at `resolution` when set) → [0, 1] at the input's size."""
+        size = tuple(x.shape[-2:])
+        resize = self.resolution is not None and size != (self.resolution, self.resolution)
+        if resize:
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False)
+        out = (purify_model_space(2 * x - 1) + 1) / 2
+        return F.interpolate(out, size=size, mode="bilinear", align_corners=False) if resize else out
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):
         return self.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw)

@@ -155,6 +155,8 @@ class _SDEHost(_Host):
 
 
 def _host_for(purifier) -> _Host:
+    if purifier.resolution is not None:
+        raise ValueError("StreamingPurifier does not resize: set the host's resolution to None and resize the inputs")
     if isinstance(purifier, DDPMPurifier):
         return _DDPMHost(purifier)
     if isinstance(purifier, SDEPurifier):
