@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from benchmarks import report
+from benchmarks import bench_ops, report
 
 
 def _keep_freed_memory() -> bool:
@@ -70,7 +70,7 @@ def recorder(request):
     rec = Recorder()
     yield rec
     if rec.medians:
-        env = report.environment("cpu", allocator=ALLOCATOR_NOTE)
+        env = report.environment("cpu", allocator=ALLOCATOR_NOTE, timing=bench_ops.TIMING_NOTE)
         stem = f"ops-cpu-{env['date_utc'].replace('-', '').replace(' ', '-').replace(':', '')}"
         stem += "" if STEADY_STATE_ALLOCATOR else "-default-allocator"
         path = report.write_results(rec.rows(), env, rec.copy_gbps, stem)

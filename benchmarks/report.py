@@ -23,10 +23,50 @@ import torch
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REFERENCE_NOTE = (
-    "eager = ssni_kernels.reference (the PyTorch spec, Philox noise emulated with int64 tensor ops); "
-    "compiled = torch.compile(reference, dynamic=False), default mode; ssni = the public op ssni_kernels.<op> "
-    "(torch.ops.ssni: C++ kernels on CPU, Triton or CUDA C++ on GPU). float32, generated (Philox) noise."
+    "float32. ssni = the public op ssni_kernels.<op> (torch.ops.ssni: C++ kernels on CPU, Triton or CUDA C++ on "
+    "GPU), noise from its Philox stream unless the case is *-noise-given; eager = plain PyTorch: the reference "
+    "arithmetic (ssni_kernels.reference.<op>) with noise=torch.randn(...) drawn inside the timed call (given "
+    "noise in *-noise-given cases); compiled = torch.compile(eager, dynamic=False), default mode; reference "
+    "(Philox emulated) = ssni_kernels.reference.<op> generating the same Philox noise as ssni with int64 tensor "
+    "ops, i.e. the package's fallback without the C++ extension (extra column, no target)"
 )
+BASELINES = ("eager", "compiled", "reference")  # every other impl is an ssni op compared against these
+COLUMNS = {
+    "case": "op-shape[-K levels][-noise-given]; cifar = 256×3×32×32, imagenet = 16×3×256×256, K20 = 20 levels",
+    "ssni, eager, compiled, reference": "the implementations described under `compared` above",
+    "ms": "median wall time of one call",
+    "GB/s (% copy)": "the case's minimum traffic (inputs read once, outputs written once) / median, and that "
+    "as a percentage of the copy bandwidth measured for the case's largest tensor in the same run",
+    "vs eager, vs compiled": "median of the baseline / median of the ssni op (> 1: ssni is faster)",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A speed-up the ssni op must reach in a case: median of `baseline` / median of ssni ≥ `ratio` (> when
+    `strict`)."""
+
+    case: str
+    baseline: str
+    ratio: float
+    strict: bool = False
+
+    def text(self) -> str:
+        return f"{self.case}: ssni {'>' if self.strict else '≥'} {self.ratio:g}× {self.baseline}"
+
+
+# Issue 2's targets on the 2-core CPU (generated noise).
+CPU_TARGETS = (
+    Target("noise_inject-cifar", "eager", 3.0),
+    Target("noise_inject-cifar", "compiled", 1.0, strict=True),
+    Target("noise_inject-imagenet", "eager", 3.0),
+    Target("noise_inject-imagenet", "compiled", 1.0, strict=True),
+    Target("score_norm-imagenet-K20", "eager", 5.0),
+    Target("score_norm-imagenet-K20", "compiled", 1.0),
+    Target("reverse_step-cifar", "eager", 2.0),
+    Target("reverse_step-imagenet", "eager", 2.0),
+)
+GPU_COPY_FRACTION_TARGET = 0.8  # issue 2, H100 class: every op at ≥ 80% of the measured copy bandwidth
 
 
 def _cpu_model() -> str:
@@ -55,6 +95,8 @@ def environment(device: str, **extra) -> dict:
         "cpu_model": _cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # When written (this run included): other processes on the cores stall every multi-threaded op.
+        "load_average_1_5_15min": " / ".join(f"{load:.2f}" for load in os.getloadavg()),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "git_commit": _git_commit(),
@@ -102,39 +144,66 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
     return "—" if not numerator or not denominator else f"{numerator / denominator:.2f}×"
 
 
-def markdown_table(rows: list[dict]) -> str:
-    """One line per case: medians of every implementation, the fast op's GB/s and copy fraction, speed-ups."""
+def _by_case(rows: list[dict]) -> dict[str, dict[str, dict]]:
     cases: dict[str, dict[str, dict]] = {}
     for row in rows:
         cases.setdefault(row["case"], {})[row["impl"]] = row
-    impls = sorted({row["impl"] for row in rows} - {"eager", "compiled"}, key=lambda i: (i != "ssni", i))
-    lines = [
-        "| case | "
-        + " | ".join(f"{i} ms" for i in impls)
-        + " | eager ms | compiled ms | "
-        + " | ".join(f"{i} GB/s (% copy)" for i in impls)
-        + " | "
-        + " | ".join(f"{i} vs eager | {i} vs compiled" for i in impls)
-        + " |",
-    ]
-    lines.append("|" + "---|" * (3 + 4 * len(impls)))
+    return cases
+
+
+def _ssni_impls(rows: list[dict]) -> list[str]:
+    return sorted({row["impl"] for row in rows} - set(BASELINES), key=lambda i: (i != "ssni", i))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per case: medians of every implementation, each ssni op's GB/s and copy fraction and its speed-ups
+    over eager and compiled, then the Philox-emulating reference's median (when measured)."""
+    cases = _by_case(rows)
+    impls = _ssni_impls(rows)
+    with_reference = any(row["impl"] == "reference" for row in rows)
+    header = [f"{i} ms" for i in impls] + ["eager ms", "compiled ms"]
+    header += [f"{i} GB/s (% copy)" for i in impls]
+    header += [f"{i} vs {b}" for i in impls for b in ("eager", "compiled")]
+    header += ["reference (Philox emulated) ms"] if with_reference else []
+    lines = ["| case | " + " | ".join(header) + " |", "|---" * (1 + len(header)) + "|"]
     for case, by_impl in cases.items():
-        eager = by_impl.get("eager", {}).get("median_s")
-        compiled = by_impl.get("compiled", {}).get("median_s")
-        cells = [case]
-        cells += [_ms(by_impl.get(i, {}).get("median_s")) for i in impls]
-        cells += [_ms(eager), _ms(compiled)]
+        median = {impl: row["median_s"] for impl, row in by_impl.items()}
+        cells = [case] + [_ms(median.get(i)) for i in (*impls, "eager", "compiled")]
         for i in impls:
             r = by_impl.get(i)
-            if r is None:
-                cells.append("—")
-            else:
-                fraction = f" ({100 * r['copy_fraction']:.0f}%)" if r.get("copy_fraction") else ""
-                cells.append(f"{r['gbps']:.1f}{fraction}")
-        for i in impls:
-            mine = by_impl.get(i, {}).get("median_s")
-            cells += [_ratio(eager, mine), _ratio(compiled, mine)]
+            fraction = f" ({100 * r['copy_fraction']:.0f}%)" if r and r.get("copy_fraction") else ""
+            cells.append("—" if r is None else f"{r['gbps']:.1f}{fraction}")
+        cells += [_ratio(median.get(b), median.get(i)) for i in impls for b in ("eager", "compiled")]
+        cells += [_ms(median.get("reference"))] if with_reference else []
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def target_lines(data: dict) -> str:
+    """Issue 2's targets, met or not, for every ssni op in the results."""
+    rows = data["rows"]
+    cases = _by_case(rows)
+    lines = []
+    for impl in _ssni_impls(rows):
+        if data["environment"]["device"] == "cpu":
+            for target in CPU_TARGETS:
+                by_impl = cases.get(target.case, {})
+                mine, base = by_impl.get(impl, {}).get("median_s"), by_impl.get(target.baseline, {}).get("median_s")
+                if not mine or not base:
+                    lines.append(f"- {target.text()}: not measured")
+                    continue
+                ratio = base / mine
+                met = ratio > target.ratio if target.strict else ratio >= target.ratio
+                lines.append(f"- {target.text()}: {ratio:.2f}× — {'met' if met else 'NOT met'}")
+        else:
+            for case, by_impl in cases.items():
+                fraction = by_impl.get(impl, {}).get("copy_fraction")
+                if fraction is not None and ("imagenet" in case or "-K" in case):  # the target's large shapes
+                    met = fraction >= GPU_COPY_FRACTION_TARGET
+                    lines.append(
+                        f"- {case}: {impl} at {100 * fraction:.0f}% of copy bandwidth (target "
+                        f"≥ {100 * GPU_COPY_FRACTION_TARGET:.0f}%) — {'met' if met else 'NOT met'}"
+                    )
     return "\n".join(lines)
 
 
@@ -159,10 +228,12 @@ def write_results(rows: list[Row], env: dict, copy_gbps: dict[int, float], stem:
 
 def render(data: dict) -> str:
     copies = ", ".join(f"{int(n) * 4 / 2**20:.0f} MiB: {g:.1f} GB/s" for n, g in data["copy_gbps_by_numel"].items())
+    columns = "\n".join(f"- {name}: {meaning}" for name, meaning in COLUMNS.items())
     return (
         f"# Op benchmarks ({data['environment']['device']})\n\n{environment_lines(data['environment'])}\n"
         f"- copy bandwidth (read + write, float32 buffer of the case's largest tensor): {copies}\n\n"
-        + markdown_table(data["rows"])
+        f"Columns:\n{columns}\n\n{markdown_table(data['rows'])}\n\nTargets (issue 2, from the medians of this run):\n"
+        + target_lines(data)
     )
 
 
