@@ -91,18 +91,18 @@ class DDPMPurifier(Purifier):
         self.grad_num_steps = grad_num_steps
         self.eta = float(eta)
         # float64 and kept off the module's buffers so that model.half() cannot round the schedule.
-        self._alphas_cumprod = ac
+        self.alphas_cumprod = ac
         self._padded = alphas_cumprod_padded(ac)
 
     @property
     def num_train_steps(self) -> int:
-        return self._alphas_cumprod.shape[0]
+        return self.alphas_cumprod.shape[0]
 
     def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, num_steps, reverse_shift: int = 0):
         if num_steps is None:
             num_steps = self.grad_num_steps if grad and self.grad_num_steps is not None else self.num_steps
         _check_steps("num_steps", num_steps)
-        x = inject(x_s, t, self._alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw)
+        x = inject(x_s, t, self.alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw)
         if isinstance(reverse_shift, bool) or not isinstance(reverse_shift, int) or reverse_shift < 0:
             raise ValueError(f"reverse_shift must be an int >= 0, got {reverse_shift!r}")
         t_rev = (t + reverse_shift).clamp_max(self.num_train_steps)

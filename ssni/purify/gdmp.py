@@ -96,7 +96,7 @@ class GDMPPurifier(Purifier):
         return self.eps_pixels * 2 / 255 / 3 / self.guide_scale
 
     def _guidance_fn(self, x_ref, *, seed, sample_ids, draw, stage, grad):
-        ac = self.host._alphas_cumprod.to(x_ref.device)
+        ac = self.host.alphas_cumprod.to(x_ref.device)
         m = self.guidance_m
 
         def term(xk, p, rows, i, a, a_next):
@@ -120,7 +120,7 @@ class GDMPPurifier(Purifier):
         if num_steps is None and grad:
             num_steps = self.grad_num_steps
         offset = 1 if self.reference_inject_at_t else 0
-        ac = self.host._alphas_cumprod
+        ac = self.host.alphas_cumprod
         x = x_s
         for stage in range(len(self.t_star)):
             ts = t[:, stage]

@@ -77,7 +77,7 @@ class GNSPurifier(Purifier):
             steps = self.grad_num_steps if num_steps is None else _per_stage("num_steps", num_steps, len(columns))
         else:
             columns, steps = list(range(len(self.t_star))), self.num_steps
-        ac = self.host._alphas_cumprod
+        ac = self.host.alphas_cumprod
         x = x_s
         for stage, (col, n) in enumerate(zip(columns, steps)):
             ts = t[:, col]

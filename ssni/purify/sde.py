@@ -67,7 +67,7 @@ class SDEPurifier(Purifier):
         self.grad_num_steps = grad_num_steps
         self.label = label
         self.beta_min, self.beta_max = float(beta_min), float(beta_max)
-        self._alphas_cumprod = resolve_alphas_cumprod(alphas_cumprod)
+        self.alphas_cumprod = resolve_alphas_cumprod(alphas_cumprod)
 
     def time_grid(self, t: torch.Tensor, num_steps: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample Euler grid, indexed from the end: (times [B, L], steps Δ [B, L], lengths [B]), float64.
@@ -92,7 +92,7 @@ class SDEPurifier(Purifier):
         valid = p < lengths[:, None]
         return torch.where(valid, times, 1.0), torch.where(valid, steps, 0.0), lengths
 
-    def _labels(self, tau: torch.Tensor) -> torch.Tensor:
+    def network_labels(self, tau: torch.Tensor) -> torch.Tensor:
         if self.label == "continuous":
             return ((NUM_TRAIN_STEPS - 1) * tau).to(LABEL_DTYPE)
         # The guard keeps float64 rounding of the grid (e.g. 1000·(0.1 − 0.001) = 98.99999999999999) on the index.
@@ -101,13 +101,13 @@ class SDEPurifier(Purifier):
     def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, num_steps, stage: int = 0):
         if num_steps is None and grad:
             num_steps = self.grad_num_steps
-        x = inject(x_s, t, self._alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage)
+        x = inject(x_s, t, self.alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage)
         times, steps, lengths = self.time_grid(t, num_steps)
         shared = self._shared_steps(steps, lengths)
 
         def step(xk: torch.Tensor, p: int, rows: torch.Tensor) -> torch.Tensor:
             tau, ids = times[rows, p], sample_ids[rows]
-            eps = self.model(xk, self._labels(tau))
+            eps = self.model(xk, self.network_labels(tau))
             key = noise_step(p, stage, draw)
             if shared[p] is not None:
                 return self._sde_step(xk, eps, tau, shared[p], seed, ids, key)

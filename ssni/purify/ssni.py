@@ -134,7 +134,7 @@ class SSNI(nn.Module):
         return self.timesteps_from_scores(e).to(x.device), e
 
     # ------------------------------------------------------------------------------------------- purify
-    def _options(self) -> dict:
+    def purify_options(self) -> dict:
         return {"reverse_shift": self.bias} if self.reference_linear_shift else {}
 
     @torch.no_grad()
@@ -148,7 +148,7 @@ class SSNI(nn.Module):
         ids = check_sample_ids(sample_ids, x.shape[0], x.device)
         if t is None:
             t, _ = self.timesteps(x, seed=seed, sample_ids=ids)
-        return self.purifier.purify(x, t, seed=seed, sample_ids=ids, draw=draw, **self._options())
+        return self.purifier.purify(x, t, seed=seed, sample_ids=ids, draw=draw, **self.purify_options())
 
     def purify_grad(
         self,
@@ -166,7 +166,7 @@ class SSNI(nn.Module):
             with torch.no_grad():
                 t, _ = self.timesteps(x.detach(), seed=seed, sample_ids=sample_ids)
         return self.purifier.purify_grad(
-            x, t, seed=seed, sample_ids=sample_ids, num_steps=num_steps, draw=draw, **self._options()
+            x, t, seed=seed, sample_ids=sample_ids, num_steps=num_steps, draw=draw, **self.purify_options()
         )
 
     def forward(

@@ -118,11 +118,11 @@ class _DDPMHost(_Host):
         shift = options.get("reverse_shift", 0)
         if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
             raise ValueError(f"reverse_shift must be an int >= 0, got {shift!r}")
-        x = inject(x_s, t, pur._alphas_cumprod, seed=seed, sample_ids=ids, draw=draw)
+        x = inject(x_s, t, pur.alphas_cumprod, seed=seed, sample_ids=ids, draw=draw)
         t_rev = (t + shift).clamp_max(pur.num_train_steps).cpu()
         idx, lengths = effective_indices(t_rev, pur.num_steps)
         nxt = torch.cat([torch.full_like(idx[:, :1], -1), idx[:, :-1]], dim=1)
-        padded = alphas_cumprod_padded(pur._alphas_cumprod)
+        padded = alphas_cumprod_padded(pur.alphas_cumprod)
         table = torch.stack([idx.to(LABEL_DTYPE).to(torch.float64), padded[idx + 1], padded[nxt + 1]], dim=-1)
         return x, table, lengths
 
@@ -140,12 +140,12 @@ class _SDEHost(_Host):
         if options:
             raise ValueError(f"SDEPurifier takes no purify options, got {sorted(options)}")
         pur: SDEPurifier = self.purifier
-        x = inject(x_s, t, pur._alphas_cumprod, seed=seed, sample_ids=ids, draw=draw)
+        x = inject(x_s, t, pur.alphas_cumprod, seed=seed, sample_ids=ids, draw=draw)
         times, steps, lengths = pur.time_grid(t.cpu(), None)
         valid = torch.arange(steps.shape[1])[None, :] < lengths[:, None]
         if not (steps[valid] > 0).all():
             raise ValueError("non-positive SDE step (t_end too close to t/1000?)")
-        table = torch.stack([pur._labels(times).to(torch.float64), times, steps], dim=-1)
+        table = torch.stack([pur.network_labels(times).to(torch.float64), times, steps], dim=-1)
         return x, table, lengths
 
     def apply(self, x, eps, u, v, p, ids, *, seed, draw):
@@ -338,7 +338,7 @@ class StreamingPurifier:
         self.host = _host_for(host)
         self.options = dict(options)
         if self.ssni is not None:
-            self.options.update(self.ssni._options())
+            self.options.update(self.ssni.purify_options())
         score_model = None if self.ssni is None else self.ssni.score_model
         if score_model is not None and as_eps_model(score_model).net is not host.model.net:
             raise ValueError(

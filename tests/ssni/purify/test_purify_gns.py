@@ -21,7 +21,7 @@ def test_stages_chain_ddpm(tiny_eps, images):
     cur = 2 * x - 1
     for stage in range(2):
         ts = t[:, stage]
-        noisy = inject(cur, ts, host._alphas_cumprod, seed=2, sample_ids=ids, draw=0, stage=stage)
+        noisy = inject(cur, ts, host.alphas_cumprod, seed=2, sample_ids=ids, draw=0, stage=stage)
         cur = host.reverse(noisy, ts, num_steps=None, seed=2, sample_ids=ids, draw=0, grad=False, stage=stage)
     torch.testing.assert_close(out, (cur + 1) / 2)
 
