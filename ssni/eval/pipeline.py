@@ -295,13 +295,10 @@ class ModelBackend:
             from ssni import GNSDefense
 
             vote = GNSDefense(defence, self.models.classifier, self.preset.purifier.votes)
-            t_vote = t_const
 
             def predict(x_in, *, sample_ids):
-                t_in = None if t_vote is None else torch.full((x_in.shape[0],), t_vote, dtype=torch.int64)
-                counts, _ = vote.votes(
-                    x_in, None if t_in is None else t_in.to(x_in.device), seed=seed, sample_ids=sample_ids
-                )
+                t_in = None if t_const is None else torch.full((x_in.shape[0],), t_const, device=x_in.device)
+                counts, _ = vote.votes(x_in, t_in, seed=seed, sample_ids=sample_ids)
                 return counts.float()
 
         if kind != "constant":
