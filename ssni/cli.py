@@ -50,6 +50,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-seed", type=int, default=0, help="ImageNet subset seed (spec §8; default 0)")
 
 
+def _add_network_batch(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--network-batch",
+        type=int,
+        help="most rows per diffusion-network call for score norms and purification (default: the batch size); "
+        "more samples than this stream through the continuous-batching engine",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssni", description="Sample-specific Score-aware Noise Injection for diffusion-based purification."
@@ -72,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="discard an existing records file instead of resuming")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_network_batch(p)
 
     p = sub.add_parser("purify", help="purify images; write the purified tensor and per-sample score norm and t")
     _add_model_args(p)
@@ -83,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="ssni-n", help=f"{', '.join(METHODS)} or constant@<t> (default ssni-n)")
     p.add_argument("--seed", type=int, default=121)
     p.add_argument("--num-samples", type=int, help="with no input: how many images of the preset's subset")
+    _add_network_batch(p)
 
     p = sub.add_parser("calibrate", help="clean score-norm statistics and a proposed τ (spec §3)")
     _add_model_args(p)

@@ -225,24 +225,49 @@ def load_calibration_images(preset: Preset, data: Path | None, num_samples: int)
 
 # ---------------------------------------------------------------------------------------------- backend
 class ModelBackend:
-    """The real backend: defences built from one host purifier, attacks from `ssni.attacks`."""
+    """The real backend: defences built from one host purifier, attacks from `ssni.attacks`.
 
-    def __init__(self, preset: Preset, models: Models, calibration, tau: float | None, device: str):
+    network_batch: the most rows the diffusion network evaluates in one call outside the attacks' gradients
+    (score norms and purification; None: the preset's batch size). Inputs with more samples than that go through
+    the streaming engine (`ssni.purify.StreamingPurifier`, continuous batching at network_batch rows) when the
+    host is streamed (DDPM/DDIM, SDE; not GNS votes or GDMP); the results equal the chunked path's up to float
+    rounding, since every sample's noise is keyed on (seed, sample id, step).
+    """
+
+    def __init__(self, preset: Preset, models: Models, calibration, tau: float | None, device: str, network_batch=None):
         from ssni import SSNI
-        from ssni.models.interface import CallCounter
 
+        network_batch = preset.batch_size if network_batch is None else network_batch
+        if isinstance(network_batch, bool) or not isinstance(network_batch, int) or network_batch < 1:
+            raise SSNIUserError(f"--network-batch must be an int >= 1, got {network_batch!r}")
         self.preset = preset
         self.models = models
         self.device = device
+        self.network_batch = network_batch
         self.purifier = build_purifier(preset.purifier, models.diffusion).to(device)
+        common = dict(bias=preset.bias, chunk_size=network_batch)
         self.ssni = {
-            "ssni-n": SSNI(self.purifier, calibration, reweight="sigmoid", tau=tau, bias=preset.bias),
-            "ssni-l": SSNI(self.purifier, calibration, reweight="linear", bias=preset.bias),
+            "ssni-n": SSNI(self.purifier, calibration, reweight="sigmoid", tau=tau, **common),
+            "ssni-l": SSNI(self.purifier, calibration, reweight="linear", **common),
         }
-        self.score_counter = CallCounter()
+        self.streams = self._streams()
+
+    def _streams(self):
+        """(score engine, purification engine) when the host is streamed, else None."""
+        from ssni import DDPMPurifier, SDEPurifier
+        from ssni.purify import StreamingPurifier
+
+        if self.preset.purifier.votes > 1 or not isinstance(self.purifier, (DDPMPurifier, SDEPurifier)):
+            return None
+        # t is always given to the purification engine (SSNI-L's batch min/max is the chunk's, as unstreamed)
+        return (
+            StreamingPurifier(self.ssni["ssni-n"], self.network_batch),
+            StreamingPurifier(self.purifier, self.network_batch),
+        )
 
     def _counters(self):
-        return [self.purifier.counter, self.score_counter, *(s.score_counter for s in self.ssni.values())]
+        engines = [s.stats for s in self.streams or ()]
+        return [self.purifier.counter, *(s.score_counter for s in self.ssni.values()), *engines]
 
     @property
     def network_calls(self) -> int:
@@ -254,33 +279,77 @@ class ModelBackend:
         """Per-sample evaluations of the diffusion network so far."""
         return sum(c.samples_evaluated for c in self._counters())
 
-    def _t(self, method: str, x: Tensor, seed: int, ids: Tensor) -> tuple[Tensor, Tensor]:
-        from ssni import eps_score_norm
+    def streamed(self, x: Tensor) -> bool:
+        """Whether x goes through the streaming engine: a streamed host and more samples than network_batch."""
+        return self.streams is not None and x.shape[0] > self.network_batch
 
+    def scores(self, x: Tensor, *, seed: int, sample_ids: Tensor) -> Tensor:
+        """The EPS score norm e [N] of every sample (it depends on the model, T', seed and id, not the method)."""
+        if self.streamed(x):
+            return self.streams[0].score_all(x, seed=seed, sample_ids=sample_ids)
+        score, step = self.ssni["ssni-n"].scores, self.preset.batch_size
+        runs = [
+            score(x[s : s + step].to(self.device), seed=seed, sample_ids=sample_ids[s : s + step].to(self.device))
+            for s in range(0, x.shape[0], step)
+        ]
+        return torch.cat(runs)
+
+    def timesteps(self, method: str, e: Tensor) -> Tensor:
+        """`method`'s t for one chunk of score norms e [B] (SSNI-L's min/max take the chunk as its batch)."""
         kind, t_const = parse_method(method)
         if kind != "constant":
-            return self.ssni[kind].timesteps(x, seed=seed, sample_ids=ids)
-        e = eps_score_norm(
-            self.models.diffusion, x, self.preset.num_levels, seed=seed, sample_ids=ids, counter=self.score_counter
-        )
-        t = self.purifier.constant_t(x.shape[0], x.device)
+            return self.ssni[kind].timesteps_from_scores(e).to(e.device)
+        t = self.purifier.constant_t(e.shape[0], e.device)
         if t_const is not None:
             if t.dim() != 1:
                 raise SSNIUserError(f"{method}: a constant-t sweep needs a single-stage purifier")
             t = torch.full_like(t, t_const)
-        return t, e
+        return t
 
+    def purify(self, method: str, x: Tensor, *, seed: int, sample_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(x̂, t, e) for x [N] in [0, 1] on any device (results on x's device). t is computed per chunk of the
+        preset's batch size; x̂ comes from the streaming engine when `streamed(x)`, else from the host in runs of
+        network_batch samples."""
+        e = self.scores(x, seed=seed, sample_ids=sample_ids).to(x.device)
+        step = self.preset.batch_size
+        t = torch.cat([self.timesteps(method, e[s : s + step]) for s in range(0, e.shape[0], step)])
+        if self.streamed(x):
+            return self.streams[1].purify_all(x, t, seed=seed, sample_ids=sample_ids), t, e
+        step = self.network_batch
+        runs = [
+            self.purifier.purify(
+                x[s : s + step].to(self.device),
+                t[s : s + step].to(self.device),
+                seed=seed,
+                sample_ids=sample_ids[s : s + step].to(self.device),
+            ).to(x.device)
+            for s in range(0, x.shape[0], step)
+        ]
+        return torch.cat(runs), t, e
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Predicted labels [N] on the CPU, in runs of the preset's batch size."""
+        step = self.preset.batch_size
+        runs = [
+            self.models.classifier(x[s : s + step].to(self.device)).argmax(dim=1).cpu()
+            for s in range(0, x.shape[0], step)
+        ]
+        return torch.cat(runs)
+
+    @torch.no_grad()
     def evaluate(self, method: str, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
         x, ids = x.to(self.device), sample_ids.to(self.device)
-        t, e = self._t(method, x, seed, ids)
         if self.preset.purifier.votes > 1:
             from ssni import GNSDefense
 
+            e = self.scores(x, seed=seed, sample_ids=ids)
+            t = self.timesteps(method, e)
             pred = GNSDefense(self.purifier, self.models.classifier, self.preset.purifier.votes)(
                 x, t, seed=seed, sample_ids=ids
             )
         else:
-            pred = self.models.classifier(self.purifier.purify(x, t, seed=seed, sample_ids=ids)).argmax(dim=1)
+            purified, t, e = self.purify(method, x, seed=seed, sample_ids=ids)
+            pred = self.classify(purified)
         t_record = t.max(dim=1).values if t.dim() == 2 else t  # multi-stage: the largest stage's t
         return DefenceOutput(pred.cpu(), t_record.cpu(), e.float().cpu())
 
@@ -389,7 +458,7 @@ def build_eval(args):
     config = EvalConfig(
         preset=preset, out=Path(out), identities=identities, overwrite=args.overwrite, progress=not args.no_progress
     )
-    backend = ModelBackend(preset, models, calibration, args.tau, device)
+    backend = ModelBackend(preset, models, calibration, args.tau, device, args.network_batch)
     return config, backend, data, device
 
 
@@ -415,31 +484,26 @@ def run_purify(args) -> tuple[Path, Path]:
         images, labels, ids = data.images, data.labels, data.sample_ids
     models = load_models(preset, args.diffusion_checkpoint, args.classifier_checkpoint, device)
     calibration = load_calibration(preset, args.calibration, models, preset.num_levels)
-    backend = ModelBackend(preset, models, calibration, args.tau, device)
+    backend = ModelBackend(preset, models, calibration, args.tau, device, args.network_batch)
     kind, _ = parse_method(args.method)
-    purified, rows = [], []
-    for start in range(0, images.shape[0], preset.batch_size):
-        x = images[start : start + preset.batch_size].to(device)
-        b_ids = ids[start : start + preset.batch_size].to(device)
-        with torch.no_grad():
-            t, e = backend._t(args.method, x, args.seed, b_ids)
-            xp = backend.purifier.purify(x, t, seed=args.seed, sample_ids=b_ids)
-            pred = models.classifier(xp).argmax(dim=1)
-        purified.append(xp.cpu())
-        t_rec = t.max(dim=1).values if t.dim() == 2 else t
-        for i in range(x.shape[0]):
-            row = {
-                "index": start + i,
-                "sample_id": int(b_ids[i]),
-                "score_norm": float(e[i]),
-                "t": int(t_rec[i]),
-                "pred": int(pred[i]),
-            }
-            if labels is not None:
-                row["label"] = int(labels[start + i])
-            rows.append(row)
+    with torch.no_grad():
+        purified, t, e = backend.purify(args.method, images, seed=args.seed, sample_ids=ids)
+        pred = backend.classify(purified)
+    t_rec = t.max(dim=1).values if t.dim() == 2 else t
+    rows = []
+    for i in range(images.shape[0]):
+        row = {
+            "index": i,
+            "sample_id": int(ids[i]),
+            "score_norm": float(e[i]),
+            "t": int(t_rec[i]),
+            "pred": int(pred[i]),
+        }
+        if labels is not None:
+            row["label"] = int(labels[i])
+        rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(torch.cat(purified), args.out)
+    torch.save(purified.cpu(), args.out)
     if scores_path.suffix == ".json":
         payload = {"method": args.method, "kind": kind, "seed": args.seed, "samples": rows}
         scores_path.write_text(json.dumps(payload, indent=1) + "\n")

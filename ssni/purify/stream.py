@@ -47,6 +47,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import ssni_kernels
@@ -155,8 +156,6 @@ class _SDEHost(_Host):
 
 
 def _host_for(purifier) -> _Host:
-    if purifier.resolution is not None:
-        raise ValueError("StreamingPurifier does not resize: set the host's resolution to None and resize the inputs")
     if isinstance(purifier, DDPMPurifier):
         return _DDPMHost(purifier)
     if isinstance(purifier, SDEPurifier):
@@ -314,6 +313,9 @@ class StreamingPurifier:
     reference_linear_shift sets it as SSNI does.
     `stats` (StreamStats) counts network calls, rows evaluated and the fill ratio; the purifier's own counters
     are left untouched.
+    A host with `resolution` R walks at R×R: inputs are resized to it and the results back, as the plain purifier
+    does. The score norm runs at the input's size (as `SSNI.scores`), so when that differs from R the slots
+    cannot hold both stages: then stream `score_all` first and pass t.
     """
 
     def __init__(
@@ -380,30 +382,44 @@ class StreamingPurifier:
         return _Run(self, iter(chunks), seed, draw).results(with_t)
 
     def purify_all(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw=0):
-        """`purify` of the plain purifier, streamed: x [B, C, H, W] in [0, 1] → x̂ in the input order, on x.device."""
+        """`purify` of the plain purifier, streamed: x [B, C, H, W] in [0, 1] → x̂ in the input order, on x.device.
+        x may stay on the CPU for a CUDA engine: it is then moved one batch at a time, as the slots need it."""
         check_images(x)
         ids = check_sample_ids(sample_ids, x.shape[0], x.device)
+        if t is not None:
+            t = check_timesteps(t, x.shape[0], None, x.device)
         out = torch.empty_like(x)
         position = {int(s): b for b, s in enumerate(ids.tolist())}
         if len(position) != x.shape[0]:
             raise ValueError("sample_ids must be unique")
-        for done_ids, done in self.purify_stream([(x, t, ids)], seed=seed, draw=draw):
+        for done_ids, done in self.purify_stream(self._chunks(x, t, ids), seed=seed, draw=draw):
             rows = torch.tensor([position[int(s)] for s in done_ids], device=x.device)
             out[rows] = done.to(x.device)
         return out
 
     def score_all(self, x: torch.Tensor, *, seed: int, sample_ids=None) -> torch.Tensor:
-        """The EPS score norm e(x) [B] (SSNI only), streamed: equal to `eps_score_norm` of the SSNI's settings."""
+        """The EPS score norm e(x) [B] on x.device (SSNI only), streamed: equal to `eps_score_norm` of the SSNI's
+        settings."""
         if self.ssni is None:
             raise TypeError("score_all needs a StreamingPurifier around SSNI")
         check_images(x)
         check_seed(seed)
         self.ssni.calibration.check(resolution=tuple(x.shape[-2:]))
         ids = check_sample_ids(sample_ids, x.shape[0], x.device)
-        run = _Run(self, iter([(x, None, ids)]), seed, 0, scores_only=True)
+        if len(set(ids.tolist())) != x.shape[0]:
+            raise ValueError("sample_ids must be unique")
+        run = _Run(self, self._chunks(x, None, ids), seed, 0, scores_only=True)
         for _ in run.results():
             pass
-        return torch.stack([run.scores[int(s)] for s in ids.tolist()])
+        return torch.stack([run.scores[int(s)] for s in ids.tolist()]).to(x.device)
+
+    def _chunks(self, x, t, ids) -> Iterator[Chunk]:
+        """One chunk when x is on the engine's device (all of it is queued at once, so walks start longest first);
+        else runs of `batch_size` samples, moved only as the slots need them."""
+        step = x.shape[0] if x.device == self.device else self.batch_size
+        for start in range(0, x.shape[0], step):
+            end = start + step
+            yield x[start:end], None if t is None else t[start:end], ids[start:end]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -417,7 +433,8 @@ class _Run:
         self.op_seed = op_seed("stream", seed, needed=True)  # the ops' signed int64 form of the Philox key
         self.scores_only = scores_only
         self.scores: dict[int, torch.Tensor] = {}
-        self.shape = None
+        self.shape = None  # per-sample input shape (C, H, W), fixed by the first chunk
+        self.model_shape = None  # the walks' shape: (C, R, R) when the host runs at resolution R, else shape
         self.dtype = None
         self.to_score: deque[_Sample] = deque()  # samples waiting for their score levels
         self.levels: deque[tuple[tuple[_ScoreGroup, int], torch.Tensor]] = deque()  # staged (group, row), x
@@ -455,6 +472,8 @@ class _Run:
         ids = check_sample_ids(ids, x.shape[0], eng.device)
         if self.shape is None:
             self.shape, self.dtype = tuple(x.shape[1:]), x.dtype
+            res = eng.purifier.resolution
+            self.model_shape = self.shape if res is None or self.scores_only else (self.shape[0], res, res)
             self._slots()
         elif tuple(x.shape[1:]) != self.shape or x.dtype != self.dtype:
             raise ValueError(
@@ -492,6 +511,11 @@ class _Run:
     def _check_scorable(self, x) -> None:
         ssni = self.engine.ssni
         ssni.calibration.check(resolution=tuple(x.shape[-2:]))
+        if self.model_shape != self.shape:
+            raise ValueError(
+                f"x: the host purifies at resolution {self.model_shape[-1]}, the score norm runs at the input's "
+                f"{tuple(x.shape[-2:])}; one slot buffer cannot hold both: stream score_all first, then pass t"
+            )
         if not self.scores_only and ssni.reweight == "linear" and ssni.linear_minmax == "reference+batch":
             raise ValueError(
                 "SSNI-L with linear_minmax='reference+batch' makes t depend on the batch; stream it with "
@@ -501,22 +525,30 @@ class _Run:
     def _slots(self) -> None:
         eng = self.engine
         slots = eng._slots
-        if slots is None or slots.x.shape[1:] != self.shape or slots.x.dtype != self.dtype:
+        if slots is None or slots.x.shape[1:] != self.model_shape or slots.x.dtype != self.dtype:
             if eng.network.graph is not None:
                 raise ValueError("a CUDA-graphed StreamingPurifier keeps one input shape and dtype")
-            eng._slots = _Slots(eng.batch_size, self.shape, self.dtype, eng.device)
+            eng._slots = _Slots(eng.batch_size, self.model_shape, self.dtype, eng.device)
         eng._slots.take(0, 0)
 
     # ------------------------------------------------------------------------------------------------- stages
     def _plan(self, samples: list[_Sample], x: torch.Tensor, t: torch.Tensor, ids: torch.Tensor) -> None:
-        """Noise and plan the walks of samples (x [b] in [0, 1], t [b]) and queue them."""
+        """Noise and plan the walks of samples (x [b] in [0, 1] at the input size, t [b]) and queue them."""
         eng = self.engine
+        x = self._resize(x, self.model_shape)
         start, table, lengths = eng.host.plan(2 * x - 1, t, ids, seed=self.seed, draw=self.draw, options=eng.options)
         for b, (sample, t_b) in enumerate(zip(samples, t.tolist())):
             sample.x, sample.t = None, t_b
             length = int(lengths[b])
             walk = _Walk(-length, next(self.seq), sample, start[b], table[b, :length])
             heapq.heappush(self.walks, walk)
+
+    @staticmethod
+    def _resize(x: torch.Tensor, shape) -> torch.Tensor:
+        """x [b, C, H, W] to shape's size, as `Purifier._at_resolution` does (bilinear, no corner alignment)."""
+        if tuple(x.shape[1:]) == tuple(shape):
+            return x
+        return F.interpolate(x, size=tuple(shape[-2:]), mode="bilinear", align_corners=False)
 
     def _stage_levels(self, free: int) -> None:
         """Noise the K levels of the next samples waiting for a score (one noise_inject_levels call)."""
@@ -629,7 +661,7 @@ class _Run:
         while first_done > n_score and slots.p[first_done - 1] == 0:
             first_done -= 1
         finished = slots.owner[first_done:k]
-        out_x = (slots.x[first_done:k] + 1) / 2 if finished else None
+        out_x = self._resize((slots.x[first_done:k] + 1) / 2, self.shape) if finished else None
         slots.take(n_score, first_done)
         slots.p = [q - 1 for q in slots.p]
         self.in_flight.difference_update(s.sid for s in finished)

@@ -212,3 +212,34 @@ def test_compiled_network_equals_eager(tiny_eps, images):
     stream = StreamingPurifier(pur, batch_size=4, compile="default")
     _close(stream.purify_all(x, seed=0), pur.purify(x, seed=0))
     assert stream.stats.padded_rows > 0  # the tail runs at the full static batch
+
+
+@pytest.mark.parametrize("host", ["ddpm", "sde"])
+def test_host_resolution_resizes_like_the_plain_purifier(tiny_eps, images, host):
+    model, x = tiny_eps(), images(batch=5, size=6)
+    pur = HOSTS[host](model)
+    pur.resolution = 8
+    ref = pur.purify(x, T[:5], seed=4, sample_ids=IDS[:5])
+    sizes = set()
+    model.register_forward_hook(lambda module, args, out: sizes.add(tuple(args[0].shape[-2:])))
+    stream = StreamingPurifier(pur, batch_size=2)
+    out = stream.purify_all(x, T[:5], seed=4, sample_ids=IDS[:5])
+    assert out.shape == x.shape and sizes == {(8, 8)}
+    _close(out, ref)
+
+
+def test_resolution_with_ssni_scores_at_input_size_then_takes_t(tiny_eps, images):
+    model, x = tiny_eps(), images(batch=5, size=6)
+    pur = DDPMPurifier(model, t_star=10)
+    pur.resolution = 8
+    ssni = SSNI(pur, _calibration(model, images(batch=4, seed=1)))
+    stream = StreamingPurifier(ssni, batch_size=4)
+    with pytest.raises(ValueError, match="score_all first"):
+        stream.purify_all(x, seed=2, sample_ids=IDS[:5])
+    e = stream.score_all(x, seed=2, sample_ids=IDS[:5])
+    t, e_ref = ssni.timesteps(x, seed=2, sample_ids=IDS[:5])
+    _close(e, e_ref)
+    _close(
+        stream.purify_all(x, ssni.timesteps_from_scores(e), seed=2, sample_ids=IDS[:5]),
+        ssni.purify(x, seed=2, sample_ids=IDS[:5]),
+    )
