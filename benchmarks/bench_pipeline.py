@@ -22,9 +22,10 @@ Two parts:
    every forward, synchronised on CUDA).
 Models: the MNIST default UNet (trained weights if shipped in ssni/weights, else random) and the full-size CIFAR-10
 DDPM UNet (ssni.models.build("cifar10-ddpm"), random weights). Inputs: clean (MNIST test images; CIFAR-size:
-smooth synthetic images, no CIFAR data here) and adversarial (MNIST: 10-step L∞ PGD, ε = 0.3, against the MNIST
-classifier alone; CIFAR-size: a noise proxy, clean + 8/255·sign(N(0, 1)), since PGD through a random 36M-parameter
-UNet on a CPU is out of budget). Calibration: clean norms of a separate reference set.
+smooth synthetic images, no CIFAR data here) and adversarial: 10-step L∞ PGD against the classifier alone (MNIST:
+the trained classifier, ε = 0.3; CIFAR-size: the full-size WideResNet-28-10 with random weights, ε = 8/255, its own
+clean predictions as labels; PGD through the purifier is out of a CPU's budget). Calibration: clean norms of a
+separate reference set.
 Results: benchmarks/results/pipeline-<device>-<date>.{json,md}.
 """
 
@@ -153,29 +154,39 @@ def image_sets(name: str, n: int, device) -> dict[str, torch.Tensor]:
     """{"reference": clean calibration set, "clean": clean evaluation set, "adversarial": its attacked version}."""
     if name == "mnist":
         from ssni.data.mnist import load_mnist
+        from ssni.models.mnist import MNIST_CLASSIFIER_WEIGHTS, MNISTClassifier, load_mnist_classifier
 
         train, test = load_mnist("train"), load_mnist("test")
         reference = train.images[:n]
         clean, labels = test.images[:n], test.labels[:n]
-        adversarial = _mnist_pgd(clean, labels)
+        torch.manual_seed(0)
+        classifier = load_mnist_classifier() if MNIST_CLASSIFIER_WEIGHTS.is_file() else MNISTClassifier().eval()
+        adversarial = _pgd(classifier, clean, labels, eps=0.3, step_size=0.075)
     else:
+        from ssni.models import build
+
         size = 256 if name == "adm256" else 32
         reference, clean = _smooth_images(n, 1, size), _smooth_images(n, 2, size)
-        g = torch.Generator().manual_seed(3)
-        adversarial = (clean + 8 / 255 * torch.randn(clean.shape, generator=g).sign()).clamp(0, 1)
+        torch.manual_seed(0)
+        classifier = build("imagenet-resnet50" if name == "adm256" else "cifar10-wrn-28-10").eval().to(device)
+        with torch.no_grad():
+            labels = classifier(clean.to(device)).argmax(dim=1)  # its own predictions: the attack flips them
+        adversarial = _pgd(classifier, clean.to(device), labels, eps=8 / 255, step_size=2 / 255)
     return {k: v.to(device) for k, v in {"reference": reference, "clean": clean, "adversarial": adversarial}.items()}
 
 
-def _mnist_pgd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """10-step L∞ PGD (ε = 0.3, α = 0.075) against the MNIST classifier alone (no purifier in the loop)."""
+def _pgd(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float) -> torch.Tensor:
+    """10-step L∞ PGD against the classifier alone (no purifier in the loop): MNIST's trained classifier; for the
+    CIFAR/ImageNet architectures the full-size classifier of the preset with random weights."""
     from ssni.attacks.adapters import PlainClassifier
     from ssni.attacks.pgd_eot import pgd_eot
-    from ssni.models.mnist import MNIST_CLASSIFIER_WEIGHTS, MNISTClassifier, load_mnist_classifier
 
-    torch.manual_seed(0)
-    classifier = load_mnist_classifier() if MNIST_CLASSIFIER_WEIGHTS.is_file() else MNISTClassifier().eval()
-    ids = torch.arange(x.shape[0])
-    result = pgd_eot(PlainClassifier(classifier), x, y, sample_ids=ids, eps=0.3, iterations=10, eot=1, step_size=0.075)
+    for p in classifier.parameters():
+        p.requires_grad_(False)
+    ids = torch.arange(x.shape[0], device=x.device)
+    result = pgd_eot(
+        PlainClassifier(classifier), x, y, sample_ids=ids, eps=eps, iterations=10, eot=1, step_size=step_size
+    )
     return result.x_adv.detach()
 
 
