@@ -57,8 +57,9 @@ def _run(backend: ModelBackend, path: str, x: torch.Tensor, ids: torch.Tensor, m
     if x.is_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    backend.streams = streams
-    return seconds, purified, backend.network_calls - calls, backend.samples_evaluated - rows
+    calls, rows = backend.network_calls - calls, backend.samples_evaluated - rows
+    backend.streams = streams  # after counting: the totals include the engines' counters only when they are set
+    return seconds, purified, calls, rows
 
 
 def render(data: dict) -> str:
