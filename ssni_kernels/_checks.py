@@ -87,6 +87,15 @@ def counter_int(op: str, name: str, value) -> int:
     return value
 
 
+def step_words(op: str, value, x: torch.Tensor):
+    """`step` of the step ops as (int step, steps tensor or None, value conditions): an int in [0, 2**32) for
+    every sample, or an integer [B] tensor of per-sample words (then step = 0 and the op takes `steps`)."""
+    if not isinstance(value, torch.Tensor):
+        return counter_int(op, "step", value), None, []
+    vector(op, "step", value, x.device, x.shape[0], kind="int")
+    return 0, value, [("step must be in [0, 2**32)", (value >= 0) & (value < _UINT32))]
+
+
 def seed(op: str, value, needed: bool) -> int:
     """The Philox key as a signed int64 (the schema's int); values in [2**63, 2**64) wrap to their bit pattern."""
     if value is None:

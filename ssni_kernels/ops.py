@@ -2,7 +2,9 @@
 
 Everything about an op except its kernels lives here, once:
 
-- Schemas (namespace ``ssni``), all arguments positional so that ``noise`` can carry a gradient.
+- Schemas (namespace ``ssni``), all arguments positional so that ``noise`` can carry a gradient. The step ops
+  take ``steps`` (int64 [B], a Philox step word per sample, overriding ``step``) so that rows at different
+  steps of their own walks share one call (the streaming engine).
 - Kernels: CPU from the compiled ``ssni_kernels._C`` (csrc/cpu/); CUDA from
   ``ssni_kernels.triton.register_cuda_impls(lib)`` (Triton, optionally ``_C_cuda``) when a GPU is present.
   Any op left without a kernel for a device runs the PyTorch reference (``reference.py``); a missing CPU
@@ -36,10 +38,10 @@ SCHEMAS = {
     "score_norm": "(Tensor eps_hat, Tensor sigma) -> Tensor",
     "score_norm_backward": "(Tensor grad, Tensor eps_hat, Tensor sigma, Tensor norm) -> Tensor",
     "reverse_step": "(Tensor x, Tensor eps_hat, Tensor a, Tensor a_next, float eta, Tensor? noise=None, "
-    "int seed=0, Tensor? sample_ids=None, int step=0, Tensor? active=None) -> Tensor",
+    "int seed=0, Tensor? sample_ids=None, int step=0, Tensor? active=None, Tensor? steps=None) -> Tensor",
     "vp_sde_step": "(Tensor x, Tensor eps_hat, Tensor t, float dt, Tensor? noise=None, int seed=0, "
     f"Tensor? sample_ids=None, int step=0, Tensor? active=None, float beta_min={VP_BETA_MIN}, "
-    f"float beta_max={VP_BETA_MAX}) -> Tensor",
+    f"float beta_max={VP_BETA_MAX}, Tensor? steps=None) -> Tensor",
     # Debug/test op: raw Philox4x32-10 words of counters [N, 4] (int64 holding uint32) under key = seed.
     "philox_bits": "(Tensor counters, int seed) -> Tensor",
 }
@@ -71,7 +73,10 @@ def _score_norm_backward_reference(grad, eps_hat, sigma, norm):
     return grad_eps.contiguous()
 
 
-def _reverse_step_reference(x, eps_hat, a, a_next, eta, noise=None, seed=0, sample_ids=None, step=0, active=None):
+def _reverse_step_reference(
+    x, eps_hat, a, a_next, eta, noise=None, seed=0, sample_ids=None, step=0, active=None, steps=None
+):
+    step = step if steps is None else steps
     out = reference.reverse_step(
         x, eps_hat, a, a_next, eta=eta, noise=noise, seed=seed, sample_ids=sample_ids, step=step, active=active
     )
@@ -90,7 +95,9 @@ def _vp_sde_step_reference(
     active=None,
     beta_min=VP_BETA_MIN,
     beta_max=VP_BETA_MAX,
+    steps=None,
 ):
+    step = step if steps is None else steps
     out = reference.vp_sde_step(
         x, eps_hat, t, dt, noise=noise, seed=seed, sample_ids=sample_ids, step=step, active=active,
         beta_min=beta_min, beta_max=beta_max,
@@ -140,7 +147,7 @@ def _(grad, eps_hat, sigma, norm):
 
 
 @torch.library.register_fake("ssni::reverse_step")
-def _(x, eps_hat, a, a_next, eta, noise=None, seed=0, sample_ids=None, step=0, active=None):
+def _(x, eps_hat, a, a_next, eta, noise=None, seed=0, sample_ids=None, step=0, active=None, steps=None):
     return x.new_empty(x.shape)
 
 
@@ -157,6 +164,7 @@ def _(
     active=None,
     beta_min=VP_BETA_MIN,
     beta_max=VP_BETA_MAX,
+    steps=None,
 ):
     return x.new_empty(x.shape)
 
@@ -264,7 +272,7 @@ def _step_backward(ctx, grad):
 
 
 def _reverse_step_setup(ctx, inputs, output):
-    x, eps_hat, a, a_next, eta, noise, seed, sample_ids, step, active = inputs
+    x, eps_hat, a, a_next, eta, noise, seed, sample_ids, step, active, steps = inputs
     _require_constant("reverse_step", a=a, a_next=a_next)
     ctx.coefs = reverse_step_coefs(a, a_next, eta, active)
     ctx.noise_given = noise is not None
@@ -272,11 +280,11 @@ def _reverse_step_setup(ctx, inputs, output):
 
 def _reverse_step_backward(ctx, grad):
     grad_x, grad_eps, grad_noise = _step_backward(ctx, grad)
-    return grad_x, grad_eps, None, None, None, grad_noise, None, None, None, None
+    return grad_x, grad_eps, None, None, None, grad_noise, None, None, None, None, None
 
 
 def _vp_sde_step_setup(ctx, inputs, output):
-    x, eps_hat, t, dt, noise, seed, sample_ids, step, active, beta_min, beta_max = inputs
+    x, eps_hat, t, dt, noise, seed, sample_ids, step, active, beta_min, beta_max, steps = inputs
     _require_constant("vp_sde_step", t=t)
     ctx.coefs = vp_sde_step_coefs(t, dt, active, beta_min, beta_max)
     ctx.noise_given = noise is not None
@@ -284,7 +292,7 @@ def _vp_sde_step_setup(ctx, inputs, output):
 
 def _vp_sde_step_backward(ctx, grad):
     grad_x, grad_eps, grad_noise = _step_backward(ctx, grad)
-    return grad_x, grad_eps, None, None, grad_noise, None, None, None, None, None, None
+    return grad_x, grad_eps, None, None, grad_noise, None, None, None, None, None, None, None
 
 
 for _name, _backward, _setup in (
@@ -417,8 +425,9 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
     """Generalised DDIM/DDPM step (spec §5) with per-sample ᾱ pairs; see reference.reverse_step for the math.
 
     x, eps_hat: [B, ...] of one dtype; a, a_next: [B] float in (0, 1]; eta ≥ 0 (1 "ddpm", 0 "ddim"); z from
-    noise or the Philox stream (needed when eta ≠ 0). active: [B] bool or None; inactive samples and samples
-    with a == a_next are returned unchanged. Differentiable w.r.t. x, eps_hat and noise.
+    noise or the Philox stream (needed when eta ≠ 0); step: an int, or an integer [B] tensor (a step word per
+    sample). active: [B] bool or None; inactive samples and samples with a == a_next are returned unchanged.
+    Differentiable w.r.t. x, eps_hat and noise.
     """
     op = "reverse_step"
     _checks.batch(op, "x", x)
@@ -430,7 +439,7 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
         _checks.like(op, "noise", noise, x)
     seed = _checks.seed(op, seed, needed=noise is None and eta != 0)
     _checks.sample_ids(op, sample_ids, x)
-    _checks.counter_int(op, "step", step)
+    step, steps, step_ok = _checks.step_words(op, step, x)
     if active is not None:
         _checks.vector(op, "active", active, x.device, x.shape[0], kind="bool")
     _checks.values(
@@ -438,9 +447,10 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
         [
             ("a must be finite and in (0, 1]", _checks.finite_in(a, 0.0, 1.0, low_open=True)),
             ("a_next must be finite and in (0, 1]", _checks.finite_in(a_next, 0.0, 1.0, low_open=True)),
+            *step_ok,
         ],
     )
-    return torch.ops.ssni.reverse_step(x, eps_hat, a, a_next, eta, noise, seed, sample_ids, step, active)
+    return torch.ops.ssni.reverse_step(x, eps_hat, a, a_next, eta, noise, seed, sample_ids, step, active, steps)
 
 
 def vp_sde_step(
@@ -459,8 +469,9 @@ def vp_sde_step(
 ):
     """One reverse VP-SDE Euler–Maruyama step from t to t − dt (spec §6); see reference.vp_sde_step.
 
-    x, eps_hat: [B, ...] of one dtype; t: [B] float in (0, 1]; dt > 0; z from noise or the Philox stream.
-    active: [B] bool or None (inactive samples are returned unchanged). Differentiable w.r.t. x, eps_hat, noise.
+    x, eps_hat: [B, ...] of one dtype; t: [B] float in (0, 1]; dt > 0; z from noise or the Philox stream; step:
+    an int or an integer [B] tensor. active: [B] bool or None (inactive samples are returned unchanged).
+    Differentiable w.r.t. x, eps_hat, noise.
     """
     op = "vp_sde_step"
     _checks.batch(op, "x", x)
@@ -473,8 +484,11 @@ def vp_sde_step(
         _checks.like(op, "noise", noise, x)
     seed = _checks.seed(op, seed, needed=noise is None)
     _checks.sample_ids(op, sample_ids, x)
-    _checks.counter_int(op, "step", step)
+    step, steps, step_ok = _checks.step_words(op, step, x)
     if active is not None:
         _checks.vector(op, "active", active, x.device, x.shape[0], kind="bool")
-    _checks.values(op, [("t must be finite and in (0, 1]", _checks.finite_in(t, 0.0, 1.0, low_open=True))])
-    return torch.ops.ssni.vp_sde_step(x, eps_hat, t, dt, noise, seed, sample_ids, step, active, beta_min, beta_max)
+    t_ok = ("t must be finite and in (0, 1]", _checks.finite_in(t, 0.0, 1.0, low_open=True))
+    _checks.values(op, [t_ok, *step_ok])
+    return torch.ops.ssni.vp_sde_step(
+        x, eps_hat, t, dt, noise, seed, sample_ids, step, active, beta_min, beta_max, steps
+    )

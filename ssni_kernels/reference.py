@@ -83,21 +83,25 @@ def normal_noise(
     shape: tuple[int, ...] | torch.Size,
     seed: int,
     sample_ids: torch.Tensor,
-    step: int,
+    step: int | torch.Tensor,
     stream: int,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Standard normals [B, *shape] from the ssni Philox stream (definition in `philox.py`).
 
-    Row b uses counter (e div 4, step, sample_ids[b], stream) and key (seed lo, seed hi).
+    Row b uses counter (e div 4, step_b, sample_ids[b], stream) and key (seed lo, seed hi); step is one int for
+    every row or an integer [B] tensor of per-row step words.
     """
     device = sample_ids.device if device is None else device
     numel = math.prod(shape)
     groups = torch.arange((numel + 3) // 4, dtype=torch.int64, device=device)
     ids = (sample_ids.to(device=device, dtype=torch.int64) & _MASK32)[:, None]
     c0 = groups[None, :].expand(ids.shape[0], -1)
-    c1 = torch.full_like(c0, step & _MASK32)
+    if isinstance(step, torch.Tensor):
+        c1 = (step.to(device=device, dtype=torch.int64) & _MASK32)[:, None].expand_as(c0)
+    else:
+        c1 = torch.full_like(c0, step & _MASK32)
     c2 = ids.expand_as(c0)
     c3 = torch.full_like(c0, stream & _MASK32)
     words = philox4x32_10(c0, c1, c2, c3, seed & _MASK32, (seed >> 32) & _MASK32)
@@ -181,8 +185,8 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
 
     x, eps_hat: [B, ...]; a, a_next: [B] (ᾱ at the current and the next index; a' = 1 after the last step);
     eta: 1.0 ancestral "ddpm", 0.0 "ddim"; z from `noise` or the Philox stream (seed, sample_ids, step,
-    STREAM_REVERSE_STEP). Samples with active=False, or with a == a_next (a repeated index), are returned
-    unchanged.
+    STREAM_REVERSE_STEP), step an int or an integer [B] tensor (a step word per sample). Samples with
+    active=False, or with a == a_next (a repeated index), are returned unchanged.
     """
     cdt = compute_dtype(x.dtype)
     a_ = _per_sample(a.to(cdt), x)
@@ -221,7 +225,8 @@ def vp_sde_step(
         out = x + [½β(t)·x + β(t)·s]·dt + sqrt(β(t)·dt)·z
 
     x, eps_hat: [B, ...]; t: [B] float time in (0, 1]; dt: float > 0; z from `noise` or the Philox stream
-    (seed, sample_ids, step, STREAM_VP_SDE_STEP). Samples with active=False are returned unchanged.
+    (seed, sample_ids, step, STREAM_VP_SDE_STEP), step an int or an integer [B] tensor. Samples with
+    active=False are returned unchanged.
     """
     cdt = compute_dtype(x.dtype)
     tc = _per_sample(t.to(torch.float64), x)

@@ -78,6 +78,7 @@ struct NoiseSource {
   int64_t step = 0;
   int64_t stream = 0;
   bool step_is_level = false;           // noise_inject_levels: output row k·B + b draws with step = k
+  const int64_t* steps = nullptr;       // per-sample step words (the step ops' `steps`); null: `step` for all
   const int64_t* sample_ids = nullptr;  // null: the sample's row index is its id
 
   // z[0, len) ← ε of output row `row` (input sample `sample`, level `level`) at elements [start, start + len);
@@ -91,7 +92,8 @@ struct NoiseSource {
       return;
     }
     const int64_t id = sample_ids != nullptr ? sample_ids[sample] : sample;
-    const PhiloxRow key = make_philox_row(seed, id, step_is_level ? level : step, stream);
+    const int64_t word = step_is_level ? level : (steps != nullptr ? steps[sample] : step);
+    const PhiloxRow key = make_philox_row(seed, id, word, stream);
     const uint32_t group0 = static_cast<uint32_t>(start / 4);
     if constexpr (std::is_same_v<acc_t, float>) {
       philox_normals(key, group0, (len + 3) / 4, z);

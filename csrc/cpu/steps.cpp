@@ -32,15 +32,18 @@ std::vector<bool> inactive_rows(const char* op, const std::optional<at::Tensor>&
 
 at::Tensor run_step(const char* op, const at::Tensor& x, const at::Tensor& eps_hat, const std::vector<RowCoefs>& coefs,
                     const std::optional<at::Tensor>& noise, int64_t seed, const std::optional<at::Tensor>& sample_ids,
-                    int64_t step, int64_t stream) {
+                    int64_t step, const std::optional<at::Tensor>& steps, int64_t stream) {
   const int64_t B = x.size(0), N = x.numel() / B;
   const at::Tensor xc = x.contiguous();
   const at::Tensor ec = eps_hat.contiguous();
   at::Tensor out = at::empty(x.sizes(), x.options());
   at::Tensor noise_c, ids_c;
+  // Per-sample step words (one call for rows at different steps of their own walks).
+  const at::Tensor steps_c =
+      steps.has_value() ? vector_arg(op, *steps, "steps", B, /*integer=*/true, at::kLong) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ssni_step", [&] {
-    const auto src =
-        make_noise_source<scalar_t>(op, noise, x.sizes(), x, noise_c, seed, sample_ids, ids_c, step, stream);
+    auto src = make_noise_source<scalar_t>(op, noise, x.sizes(), x, noise_c, seed, sample_ids, ids_c, step, stream);
+    if (steps_c.defined()) src.steps = steps_c.data_ptr<int64_t>();
     affine_rows<scalar_t>(out.data_ptr<scalar_t>(), xc.data_ptr<scalar_t>(), B, ec.data_ptr<scalar_t>(), src, coefs,
                           N);
   });
@@ -52,7 +55,7 @@ at::Tensor run_step(const char* op, const at::Tensor& x, const at::Tensor& eps_h
 at::Tensor reverse_step_cpu(const at::Tensor& x, const at::Tensor& eps_hat, const at::Tensor& a,
                             const at::Tensor& a_next, double eta, const std::optional<at::Tensor>& noise,
                             int64_t seed, const std::optional<at::Tensor>& sample_ids, int64_t step,
-                            const std::optional<at::Tensor>& active) {
+                            const std::optional<at::Tensor>& active, const std::optional<at::Tensor>& steps) {
   constexpr const char* op = "reverse_step";
   check_data(op, x, "x");
   check_like(op, eps_hat, "eps_hat", x);
@@ -73,14 +76,15 @@ at::Tensor reverse_step_cpu(const at::Tensor& x, const at::Tensor& eps_hat, cons
     c.ce = c2 - std::sqrt(an) * std::sqrt(1.0 - ab) / std::sqrt(ab);
     c.cz = eta != 0.0 ? c1 : 0.0;
   }
-  return run_step(op, x, eps_hat, coefs, noise, seed, sample_ids, step, kStreamReverseStep);
+  return run_step(op, x, eps_hat, coefs, noise, seed, sample_ids, step, steps, kStreamReverseStep);
 }
 
 // β = β0 + t(β1 − β0), σ = sqrt(1 − m(t)²);  out = x + ½β·dt·x − (β·dt/σ)·ε̂ + sqrt(β·dt)·z
 at::Tensor vp_sde_step_cpu(const at::Tensor& x, const at::Tensor& eps_hat, const at::Tensor& t, double dt,
                            const std::optional<at::Tensor>& noise, int64_t seed,
                            const std::optional<at::Tensor>& sample_ids, int64_t step,
-                           const std::optional<at::Tensor>& active, double beta_min, double beta_max) {
+                           const std::optional<at::Tensor>& active, double beta_min, double beta_max,
+                           const std::optional<at::Tensor>& steps) {
   constexpr const char* op = "vp_sde_step";
   check_data(op, x, "x");
   check_like(op, eps_hat, "eps_hat", x);
@@ -100,7 +104,7 @@ at::Tensor vp_sde_step_cpu(const at::Tensor& x, const at::Tensor& eps_hat, const
     c.ce = -beta * dt / sigma;
     c.cz = std::sqrt(beta * dt);
   }
-  return run_step(op, x, eps_hat, coefs, noise, seed, sample_ids, step, kStreamVpSdeStep);
+  return run_step(op, x, eps_hat, coefs, noise, seed, sample_ids, step, steps, kStreamVpSdeStep);
 }
 
 }  // namespace

@@ -26,9 +26,9 @@ where p is exactly the per-sample position the plain purifiers' active-only engi
 uses `noise_inject_levels`' own key k. The schedules come from the hosts' own functions (`effective_indices`,
 `SDEPurifier.time_grid`). A row's result therefore never depends on its slot, its round or its neighbours, only
 on (seed, id, t): the stream gives the plain purifiers' output to fp32 rounding (the network's arithmetic may
-differ with the batch size) for any input order and batch size. The ops take one `step` per call, so a round
-calls the step op once per distinct p among its rows (one call when all rows share it, e.g. with a constant t*);
-rows are kept sorted by p so that each call works on a contiguous slice, without gathers.
+differ with the batch size) for any input order and batch size. The step ops take a step word per row
+(`steps`), so a round makes ONE step call for all its walks (DDPM/DDIM; the SDE host one per distinct Δ, which
+only a walk's last step can change); rows are kept sorted so that each call works on a contiguous slice.
 
 On GPU: `cuda_graph=True` captures the network at the full batch (rows past the occupied prefix are computed and
 ignored), `compile=<mode>` wraps it in `torch.compile`, `network_dtype=torch.float16/bfloat16` runs it under
@@ -53,7 +53,7 @@ from torch import nn
 import ssni_kernels
 from ssni.checks import check_images, check_sample_ids, check_seed, check_timesteps
 from ssni.models.interface import LABEL_DTYPE, as_eps_model
-from ssni.purify.base import noise_step
+from ssni.purify.base import INDEX_LIMIT, noise_step
 from ssni.purify.ddpm import DDPMPurifier, inject
 from ssni.purify.sde import SDEPurifier
 from ssni.purify.ssni import SSNI
@@ -93,7 +93,8 @@ class StreamStats:
 # ---------------------------------------------------------------------------------------------------------------
 class _Host:
     """A purifier's walk as data. `plan` returns the noised start and a float64 table [b, L, 3] of per-step
-    (network label, u, v); `apply` runs one step for rows sharing p (and, with `group_by_v`, the same v).
+    (network label, u, v); `apply` runs one step for rows at their own noise step words `steps` (int64 [n])
+    (with `group_by_v`, rows sharing v: the op takes v as one scalar).
 
     `apply` calls the registered op `torch.ops.ssni.<op>` directly: its arguments come from the host's own
     validated schedule, and the public wrapper's per-call checks (host syncs) would be paid once per group and
@@ -107,12 +108,12 @@ class _Host:
     def plan(self, x_s, t, ids, *, seed, draw, options):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def apply(self, x, eps, u, v, p, ids, *, seed, draw):  # pragma: no cover - interface
+    def apply(self, x, eps, u, v, steps, ids, *, seed):  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class _DDPMHost(_Host):
-    """§5: u = ᾱ[i], v = ᾱ[next] (ᾱ[−1] = 1), label i; one `reverse_step` per distinct p."""
+    """§5: u = ᾱ[i], v = ᾱ[next] (ᾱ[−1] = 1), label i; one `reverse_step` per round."""
 
     def plan(self, x_s, t, ids, *, seed, draw, options):
         pur: DDPMPurifier = self.purifier
@@ -127,13 +128,12 @@ class _DDPMHost(_Host):
         table = torch.stack([idx.to(LABEL_DTYPE).to(torch.float64), padded[idx + 1], padded[nxt + 1]], dim=-1)
         return x, table, lengths
 
-    def apply(self, x, eps, u, v, p, ids, *, seed, draw):
-        step = noise_step(p, 0, draw)
-        return torch.ops.ssni.reverse_step(x, eps, u, v, self.purifier.eta, None, seed, ids, step, None)
+    def apply(self, x, eps, u, v, steps, ids, *, seed):
+        return torch.ops.ssni.reverse_step(x, eps, u, v, self.purifier.eta, None, seed, ids, 0, None, steps)
 
 
 class _SDEHost(_Host):
-    """§6: u = τ (float64), v = Δ, label from the host's convention; one `vp_sde_step` per distinct (p, Δ)."""
+    """§6: u = τ (float64), v = Δ, label from the host's convention; one `vp_sde_step` per distinct Δ."""
 
     group_by_v = True
 
@@ -149,10 +149,9 @@ class _SDEHost(_Host):
         table = torch.stack([pur.network_labels(times).to(torch.float64), times, steps], dim=-1)
         return x, table, lengths
 
-    def apply(self, x, eps, u, v, p, ids, *, seed, draw):
+    def apply(self, x, eps, u, v, steps, ids, *, seed):
         pur: SDEPurifier = self.purifier
-        step = noise_step(p, 0, draw)
-        return torch.ops.ssni.vp_sde_step(x, eps, u, v, None, seed, ids, step, None, pur.beta_min, pur.beta_max)
+        return torch.ops.ssni.vp_sde_step(x, eps, u, v, None, seed, ids, 0, None, pur.beta_min, pur.beta_max, steps)
 
 
 def _host_for(purifier) -> _Host:
@@ -537,6 +536,8 @@ class _Run:
         eng = self.engine
         x = self._resize(x, self.model_shape)
         start, table, lengths = eng.host.plan(2 * x - 1, t, ids, seed=self.seed, draw=self.draw, options=eng.options)
+        if int(lengths.max()) > INDEX_LIMIT:  # a step's position p must fit the noise key's index field
+            raise ValueError(f"walks longer than {INDEX_LIMIT} steps are not supported, got {int(lengths.max())}")
         for b, (sample, t_b) in enumerate(zip(samples, t.tolist())):
             sample.x, sample.t = None, t_b
             length = int(lengths[b])
@@ -672,22 +673,27 @@ class _Run:
         return finished, out_x
 
     def _steps(self, eps: torch.Tensor, vals: torch.Tensor, start: int) -> None:
-        """Apply the walks' steps (rows [start, k)), one op call per contiguous run of rows sharing the noise
-        key p (and Δ for the SDE)."""
+        """Apply the walks' steps (rows [start, k)) with each row's own noise step word noise_step(p, 0, draw):
+        one op call, or (SDE) one per contiguous run of rows sharing Δ."""
         eng, slots = self.engine, self.engine._slots
         host, dev, k = eng.host, eng.device, slots.k
-        v_all = vals[:, 2].tolist() if host.group_by_v else None
-        lo = start
-        while lo < k:
-            hi = lo + 1
-            while hi < k and slots.p[hi] == slots.p[lo] and (v_all is None or v_all[hi] == v_all[lo]):
-                hi += 1
-            u = vals[lo:hi, 1].to(dev).contiguous()
-            v = v_all[lo] if host.group_by_v else vals[lo:hi, 2].to(dev).contiguous()
+        if start == k:
+            return
+        # p < INDEX_LIMIT (checked when planned), so p + the draw's offset is noise_step(p, 0, draw)
+        words = (torch.tensor(slots.p[start:k], dtype=torch.int64) + noise_step(0, 0, self.draw)).to(dev)
+        u_all = vals[:, 1].to(dev)
+        if host.group_by_v:
+            v_all = vals[:, 2].tolist()
+            runs = [lo for lo in range(start, k) if lo == start or v_all[lo] != v_all[lo - 1]] + [k]
+            bounds = list(zip(runs, runs[1:]))
+        else:
+            v_dev, bounds = vals[:, 2].to(dev), [(start, k)]
+        for lo, hi in bounds:
+            v = v_all[lo] if host.group_by_v else v_dev[lo:hi]
             slots.x[lo:hi] = host.apply(
-                slots.x[lo:hi], eps[lo:hi], u, v, slots.p[lo], slots.ids[lo:hi], seed=self.op_seed, draw=self.draw
-            )
-            lo = hi
+                slots.x[lo:hi], eps[lo:hi], u_all[lo:hi], v, words[lo - start : hi - start], slots.ids[lo:hi],
+                seed=self.op_seed,
+            )  # fmt: skip
 
     def results(self, with_t: bool = False) -> Iterator[tuple]:
         with torch.no_grad():

@@ -17,8 +17,12 @@ from ssni_kernels.triton.philox import normal_block, split_seed
 
 
 @triton.jit
-def _step_noise(noise_ptr, ids_ptr, row, offs, mask, b, step, seed_lo, seed_hi, STREAM, HAS_NOISE, HAS_IDS, CDT, BLOCK):
-    """This tile's z in CDT: loaded from `noise`, or drawn from the Philox stream of sample id ids[b] (or b)."""
+def _step_noise(
+    noise_ptr, ids_ptr, steps_ptr, row, offs, mask, b, step, seed_lo, seed_hi, STREAM, HAS_NOISE, HAS_IDS, HAS_STEPS,
+    CDT, BLOCK,
+):  # fmt: skip
+    """This tile's z in CDT: loaded from `noise`, or drawn from the Philox stream of sample id ids[b] (or b) at
+    step word steps[b] (or the scalar step)."""
     if HAS_NOISE:
         z = tl.load(noise_ptr + row + offs, mask=mask, other=0.0).to(CDT)
     else:
@@ -26,7 +30,11 @@ def _step_noise(noise_ptr, ids_ptr, row, offs, mask, b, step, seed_lo, seed_hi, 
             sid = tl.load(ids_ptr + b)
         else:
             sid = b
-        z = normal_block(tl.program_id(0) * BLOCK, step, sid, STREAM, seed_lo, seed_hi, BLOCK)
+        if HAS_STEPS:
+            word = tl.load(steps_ptr + b)
+        else:
+            word = step
+        z = normal_block(tl.program_id(0) * BLOCK, word, sid, STREAM, seed_lo, seed_hi, BLOCK)
         z = z.to(noise_ptr.dtype.element_ty).to(CDT)  # z in x's dtype (noise_ptr is x when none is given)
     return z
 
@@ -49,6 +57,7 @@ def _reverse_step_kernel(
     a_next_ptr,
     noise_ptr,
     ids_ptr,
+    steps_ptr,
     active_ptr,
     out_ptr,
     row_numel,
@@ -60,6 +69,7 @@ def _reverse_step_kernel(
     HAS_Z: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     HAS_IDS: tl.constexpr,
+    HAS_STEPS: tl.constexpr,
     HAS_ACTIVE: tl.constexpr,
     CDT: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -85,8 +95,9 @@ def _reverse_step_kernel(
         out = tl.sqrt(an) * x0 + c2 * e
         if HAS_Z:
             z = _step_noise(
-                noise_ptr, ids_ptr, row, offs, mask, b, step, seed_lo, seed_hi, STREAM, HAS_NOISE, HAS_IDS, CDT, BLOCK
-            )
+                noise_ptr, ids_ptr, steps_ptr, row, offs, mask, b, step, seed_lo, seed_hi, STREAM, HAS_NOISE, HAS_IDS,
+                HAS_STEPS, CDT, BLOCK,
+            )  # fmt: skip
             out = out + c1 * z
         tl.store(out_ptr + row + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
@@ -98,6 +109,7 @@ def _vp_sde_step_kernel(
     coef_ptr,
     noise_ptr,
     ids_ptr,
+    steps_ptr,
     active_ptr,
     out_ptr,
     batch,
@@ -108,6 +120,7 @@ def _vp_sde_step_kernel(
     STREAM: tl.constexpr,
     HAS_NOISE: tl.constexpr,
     HAS_IDS: tl.constexpr,
+    HAS_STEPS: tl.constexpr,
     HAS_ACTIVE: tl.constexpr,
     CDT: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -127,24 +140,29 @@ def _vp_sde_step_kernel(
         xc = x.to(CDT)
         e = tl.load(eps_ptr + row + offs, mask=mask, other=0.0).to(CDT)
         z = _step_noise(
-            noise_ptr, ids_ptr, row, offs, mask, b, step, seed_lo, seed_hi, STREAM, HAS_NOISE, HAS_IDS, CDT, BLOCK
-        )
+            noise_ptr, ids_ptr, steps_ptr, row, offs, mask, b, step, seed_lo, seed_hi, STREAM, HAS_NOISE, HAS_IDS,
+            HAS_STEPS, CDT, BLOCK,
+        )  # fmt: skip
         out = xc + (c_x * xc - c_eps * e) + c_z * z
         tl.store(out_ptr + row + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _optional_ids(sample_ids, fallback):
-    return fallback if sample_ids is None else sample_ids.to(torch.int64).contiguous()
+def _optional_int64(values, fallback):
+    """sample_ids / steps as contiguous int64, or a placeholder pointer when absent."""
+    return fallback if values is None else values.to(torch.int64).contiguous()
 
 
 def _optional_active(active, fallback):
     return fallback if active is None else active.to(torch.uint8).contiguous()
 
 
-def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_ids=None, step=0, active=None, out=None):
+def reverse_step(
+    x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_ids=None, step=0, active=None, steps=None, out=None
+):
     """Generalised DDIM/DDPM step with per-sample (a, a_next) (see `reference.reverse_step`); validated inputs.
 
-    x, eps_hat: [B, ...]; a, a_next: [B] float; active: [B] bool or None; out: optional preallocated result.
+    x, eps_hat: [B, ...]; a, a_next: [B] float; active: [B] bool or None; steps: [B] int step words or None
+    (then `step` for every sample); out: optional preallocated result.
     """
     has_z = eta != 0
     if has_z:
@@ -161,7 +179,8 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
         a.contiguous(),
         a_next.contiguous(),
         x2 if noise is None else _launch.rows(noise),
-        _optional_ids(sample_ids, a),
+        _optional_int64(sample_ids, a),
+        _optional_int64(steps, a),
         _optional_active(active, a),
         result,
         row_numel,
@@ -173,6 +192,7 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
         HAS_Z=has_z,
         HAS_NOISE=noise is not None,
         HAS_IDS=sample_ids is not None,
+        HAS_STEPS=steps is not None,
         HAS_ACTIVE=active is not None,
         CDT=_launch.compute_dtype(x.dtype),
         BLOCK=block,
@@ -201,9 +221,11 @@ def vp_sde_step(
     active=None,
     beta_min=0.1,
     beta_max=20.0,
+    steps=None,
     out=None,
 ):
-    """One reverse VP-SDE Euler–Maruyama step t → t − dt per sample (see `reference.vp_sde_step`); validated."""
+    """One reverse VP-SDE Euler–Maruyama step t → t − dt per sample (see `reference.vp_sde_step`); validated.
+    steps: [B] int step words or None (then `step` for every sample)."""
     _launch.require_noise_source(noise, seed)
     batch = x.shape[0]
     x2 = _launch.rows(x)
@@ -217,7 +239,8 @@ def vp_sde_step(
         _launch.rows(eps_hat),
         coef,
         x2 if noise is None else _launch.rows(noise),
-        _optional_ids(sample_ids, coef),
+        _optional_int64(sample_ids, coef),
+        _optional_int64(steps, coef),
         _optional_active(active, coef),
         result,
         batch,
@@ -228,6 +251,7 @@ def vp_sde_step(
         STREAM=STREAM_VP_SDE_STEP,
         HAS_NOISE=noise is not None,
         HAS_IDS=sample_ids is not None,
+        HAS_STEPS=steps is not None,
         HAS_ACTIVE=active is not None,
         CDT=_launch.compute_dtype(x.dtype),
         BLOCK=block,

@@ -27,6 +27,7 @@ def _op_cases():
     )
     levels_noise = batch((2 * B, *SHAPE), torch.float64, 4)
     ids, active = torch.tensor([7, 2, 2**32 + 1]), torch.tensor([True, False, True])
+    steps = torch.tensor([0, 9, 2**32 - 1])  # a Philox step word per sample
     sigma = torch.tensor([0.05, 0.3], dtype=torch.float64)
     vp_t = torch.tensor([0.2, 0.05, 1.0], dtype=torch.float64)
     ssni = torch.ops.ssni
@@ -41,6 +42,8 @@ def _op_cases():
         ("reverse_step/ddim", ssni.reverse_step.default, (x, e, a, a_next, 0.0, None, 0, None, 0, None)),
         ("vp_sde_step/given", ssni.vp_sde_step.default, (x, e, vp_t, 1e-3, n, 0, None, 0, active, 0.1, 20.0)),
         ("vp_sde_step/generated", ssni.vp_sde_step.default, (x, e, vp_t, 1e-3, None, 5, ids, 1, None, 0.1, 20.0)),
+        ("reverse_step/steps", ssni.reverse_step.default, (x, e, a, a_next, 1.0, None, 5, ids, 0, None, steps)),
+        ("vp_sde_step/steps", ssni.vp_sde_step.default, (x, e, vp_t, 1e-3, None, 5, ids, 0, None, 0.1, 20.0, steps)),
     ]
 
 

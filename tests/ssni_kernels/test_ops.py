@@ -112,6 +112,29 @@ def test_vp_sde_step(dtype, given):
     assert torch.equal(out[1], x[1])
 
 
+@pytest.mark.parametrize("op", ["reverse_step", "vp_sde_step"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_step_word_per_sample_equals_one_call_per_sample(op, dtype):
+    """step as an int64 [B] tensor: row b draws exactly the noise of a call with step = step[b]."""
+    _, _, a, a_next = _schedule()
+    x, eps_hat = batch((B, *SHAPE), dtype, seed=1), batch((B, *SHAPE), dtype, seed=2)
+    words = torch.tensor([6, 0, 2**32 - 1, 6, 1025])
+    if op == "reverse_step":
+        a_next = a_next.clone()
+        a_next[3] = 0.9999  # every sample moves
+        fn, args, extra = ssni_kernels.reverse_step, (x, eps_hat, a, a_next), {"eta": 1.0}
+        ref = reference.reverse_step
+    else:
+        t = torch.tensor([0.1, 0.05, 0.01, 1.0, 0.3])
+        fn, args, extra, ref = ssni_kernels.vp_sde_step, (x, eps_hat, t, 1e-3), {}, reference.vp_sde_step
+    kwargs = {"seed": SEED, "sample_ids": IDS, **extra}
+    out = fn(*args, step=words, **kwargs)
+    rows = [fn(*args, step=int(w), **kwargs)[b] for b, w in enumerate(words.tolist())]
+    assert torch.equal(out, torch.stack(rows))  # the same kernel, so bit for bit
+    assert_close_dtype(out, ref(*args, step=words, **kwargs), generated_noise=True)
+    assert not torch.equal(out, fn(*args, step=6, **kwargs))  # the words matter
+
+
 def test_non_contiguous_inputs():
     ac, t, a, a_next = _schedule(torch.float32)
     base = batch((2 * B, 7, 6, 3))

@@ -90,3 +90,27 @@ def test_steps_need_noise_or_seed_unless_deterministic():
     with pytest.raises(ValueError, match="noise or seed"):
         steps.vp_sde_step(x, eps_hat, a, 0.1)
     steps.reverse_step(x, eps_hat, a, a_next, eta=0.0)  # DDIM draws nothing
+
+
+@pytest.mark.parametrize("op", ["reverse_step", "vp_sde_step"])
+def test_step_word_per_sample(op):
+    """steps [B]: row b draws the noise of a launch with step = steps[b] (the streaming engine's one call)."""
+    x, eps_hat, _ = _inputs(torch.float32)
+    words = torch.tensor([4, 0, 2**32 - 1, 4, 77], device=DEVICE)
+    ids = torch.tensor([3, 1, 4, 1, 5], device=DEVICE)
+    if op == "reverse_step":
+        fn, args, extra = (
+            steps.reverse_step,
+            (x, eps_hat, A.to(DEVICE), torch.full((5,), 0.95, device=DEVICE)),
+            {"eta": 1.0},
+        )
+        ref = reference.reverse_step
+    else:
+        t = torch.tensor([0.5, 0.01, 1.0, 0.3, 0.7], device=DEVICE)
+        fn, args, extra, ref = steps.vp_sde_step, (x, eps_hat, t, 1e-3), {}, reference.vp_sde_step
+    out = fn(*args, seed=9, sample_ids=ids, steps=words, **extra)
+    rows = torch.stack(
+        [fn(*args, seed=9, sample_ids=ids, step=int(w), **extra)[b] for b, w in enumerate(words.tolist())]
+    )
+    torch.testing.assert_close(out, rows, atol=0, rtol=0)
+    torch.testing.assert_close(out, ref(*args, seed=9, sample_ids=ids, step=words, **extra), **TOL[torch.float32])

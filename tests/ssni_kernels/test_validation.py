@@ -95,6 +95,23 @@ CASES = {
         "active must have shape",
         lambda: vp_sde_step(X, X, A, 1e-3, seed=0, active=T[:1] > 0),
     ),
+    # per-sample step words
+    "step words shape": (
+        ValueError,
+        r"step must have shape \[2\]",
+        lambda: vp_sde_step(X, X, A, 1e-3, seed=0, step=T[:1]),
+    ),
+    "step words float": (
+        TypeError,
+        "step must be an integer",
+        lambda: reverse_step(X, X, A, A_NEXT, eta=1.0, seed=0, step=A),
+    ),
+    "step words negative": (
+        ValueError,
+        r"step must be in \[0, 2\*\*32\)",
+        lambda: reverse_step(X, X, A, A_NEXT, eta=1.0, seed=0, step=-T),
+    ),
+    "step words too big": (ValueError, "step must be in", lambda: vp_sde_step(X, X, A, 1e-3, seed=0, step=T + 2**32)),
 }
 
 
@@ -113,3 +130,5 @@ def test_kernel_checks_direct_calls():
         torch.ops.ssni.noise_inject(X, torch.tensor([0, 1000]), AC, None, 0, None, 0)
     with pytest.raises(RuntimeError, match="not a multiple of K"):
         torch.ops.ssni.score_norm(torch.zeros(3, 4), SIGMA)
+    with pytest.raises(RuntimeError, match=r"steps must have shape \[2\]"):
+        torch.ops.ssni.reverse_step(X, X, A, A_NEXT, 1.0, None, 0, None, 0, None, T[:1])

@@ -27,6 +27,8 @@ def kernels(dtype: str, cdt) -> list[tuple[str, object, dict, dict]]:
     acc = "fp64" if dtype == "fp64" else "fp32"
     rows = {"x_ptr": dtype, "noise_ptr": dtype, "ids_ptr": "i64", "out_ptr": dtype}
     noise_flags = {"HAS_NOISE": False, "HAS_IDS": True, "CDT": cdt, "BLOCK": 1024}
+    # The step kernels with one step word for all samples, and with a word per sample (loaded from steps_ptr).
+    step_variants = [("", {**noise_flags, "HAS_STEPS": False}), ("/steps", {**noise_flags, "HAS_STEPS": True})]
     return [
         (
             "noise_inject",
@@ -68,25 +70,38 @@ def kernels(dtype: str, cdt) -> list[tuple[str, object, dict, dict]]:
             ),
             {"CDT": cdt, "BLOCK": 2048},
         ),
-        (
-            "reverse_step",
-            steps._reverse_step_kernel,
-            _signature(
-                {**rows, "eps_ptr": dtype, "a_ptr": "fp32", "a_next_ptr": "fp32", "active_ptr": "u8"},
-                {"row_numel": "i32", "eta": "fp32", **NOISE_ARGS},
-                {"STREAM": 2, "HAS_Z": True, "HAS_ACTIVE": True, **noise_flags},
-            ),
-            {"STREAM": 2, "HAS_Z": True, "HAS_ACTIVE": True, **noise_flags},
+        *(
+            (
+                f"reverse_step{suffix}",
+                steps._reverse_step_kernel,
+                _signature(
+                    {
+                        **rows,
+                        "eps_ptr": dtype,
+                        "a_ptr": "fp32",
+                        "a_next_ptr": "fp32",
+                        "steps_ptr": "i64",
+                        "active_ptr": "u8",
+                    },
+                    {"row_numel": "i32", "eta": "fp32", **NOISE_ARGS},
+                    {"STREAM": 2, "HAS_Z": True, "HAS_ACTIVE": True, **flags},
+                ),
+                {"STREAM": 2, "HAS_Z": True, "HAS_ACTIVE": True, **flags},
+            )
+            for suffix, flags in step_variants
         ),
-        (
-            "vp_sde_step",
-            steps._vp_sde_step_kernel,
-            _signature(
-                {**rows, "eps_ptr": dtype, "coef_ptr": acc, "active_ptr": "u8"},
-                {"batch": "i32", "row_numel": "i32", **NOISE_ARGS},
-                {"STREAM": 3, "HAS_ACTIVE": True, **noise_flags},
-            ),
-            {"STREAM": 3, "HAS_ACTIVE": True, **noise_flags},
+        *(
+            (
+                f"vp_sde_step{suffix}",
+                steps._vp_sde_step_kernel,
+                _signature(
+                    {**rows, "eps_ptr": dtype, "coef_ptr": acc, "steps_ptr": "i64", "active_ptr": "u8"},
+                    {"batch": "i32", "row_numel": "i32", **NOISE_ARGS},
+                    {"STREAM": 3, "HAS_ACTIVE": True, **flags},
+                ),
+                {"STREAM": 3, "HAS_ACTIVE": True, **flags},
+            )
+            for suffix, flags in step_variants
         ),
         (
             "philox_bits",

@@ -243,3 +243,16 @@ def test_resolution_with_ssni_scores_at_input_size_then_takes_t(tiny_eps, images
         stream.purify_all(x, ssni.timesteps_from_scores(e), seed=2, sample_ids=IDS[:5]),
         ssni.purify(x, seed=2, sample_ids=IDS[:5]),
     )
+
+
+def test_one_step_call_per_round_for_rows_at_different_steps(tiny_eps, images):
+    """Rows at different positions of their own walks share one reverse_step call (a step word per row)."""
+    model, x = tiny_eps(), images(batch=10)
+    pur = DDPMPurifier(model, t_star=10)
+    stream = StreamingPurifier(pur, batch_size=4)
+    calls = []
+    apply = stream.host.apply
+    stream.host.apply = lambda *args, **kwargs: calls.append(args[4].tolist()) or apply(*args, **kwargs)
+    _close(stream.purify_all(x, T, seed=6, sample_ids=IDS), pur.purify(x, T, seed=6, sample_ids=IDS))
+    assert len(calls) == stream.stats.network_calls
+    assert any(len(set(words)) > 1 for words in calls)  # mixed steps in one call
