@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import json
 import statistics
 import sys
 import time
@@ -67,7 +66,7 @@ class Config:
 
 CPU_CONFIGS = {
     "mnist": Config("mnist", count_images=32, time_images=8, time_t_star=20, time_levels=5, repeats=3),
-    "cifar": Config("cifar", 4, time_images=2, time_t_star=4, time_levels=2, repeats=1, time_inputs=("clean",)),
+    "cifar": Config("cifar", 4, time_images=2, time_t_star=4, time_levels=2, repeats=3, time_inputs=("clean",)),
 }
 QUICK_CONFIGS = {
     "mnist": Config("mnist", count_images=4, time_images=2, time_t_star=3, time_levels=2, repeats=1),
@@ -445,11 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render(data)
     print(text)
     if not args.no_write:
-        report.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stem = f"pipeline-{device.type}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M}"
-        (report.RESULTS_DIR / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-        (report.RESULTS_DIR / f"{stem}.md").write_text(text + "\n")
-        print(f"\nresults: {report.RESULTS_DIR / stem}.{{json,md}}")
+        print(f"\nresults: {report.save_run('pipeline', device.type, data, text)}.{{json,md}}")
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import sys
 import time
@@ -152,11 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     text = render(results)
     print(text)
     if not args.no_write:
-        report.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        stem = f"purify-command-{torch.device(args.device).type}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M}"
-        (report.RESULTS_DIR / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (report.RESULTS_DIR / f"{stem}.md").write_text(text + "\n")
-        print(f"\nresults: {report.RESULTS_DIR / stem}.{{json,md}}")
+        stem = report.save_run("purify-command", torch.device(args.device).type, results, text)
+        print(f"\nresults: {stem}.{{json,md}}")
     return 0
 
 

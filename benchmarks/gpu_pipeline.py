@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import os
 import subprocess
@@ -113,10 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(render(rows[-1:]), flush=True)
     env = report.environment("cuda", compared="ssni fused ops vs PyTorch reference ops; fp32 vs fp16 autocast network")
     text = f"# Pipeline benchmarks (GPU)\n\n{report.environment_lines(env)}\n\n{render(rows)}"
-    stem = f"pipeline-gpu-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M}"
-    (report.RESULTS_DIR / f"{stem}.json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2) + "\n")
-    (report.RESULTS_DIR / f"{stem}.md").write_text(text + "\n")
-    print(f"\n{text}\n\nresults: {report.RESULTS_DIR / stem}.{{json,md}}")
+    stem = report.save_run("pipeline", "gpu", {"environment": env, "rows": rows}, text)
+    print(f"\n{text}\n\nresults: {stem}.{{json,md}}")
     return 0
 
 

@@ -226,6 +226,16 @@ def write_results(rows: list[Row], env: dict, copy_gbps: dict[int, float], stem:
     return json_path
 
 
+def save_run(kind: str, device: str, data: dict, text: str) -> Path:
+    """Write a run's data and its Markdown rendering as <kind>-<device>-<UTC date>.{json,md} under
+    benchmarks/results/; returns the path without suffix."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS_DIR / f"{kind}-{device}-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M}"
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(text + "\n")
+    return stem
+
+
 def render(data: dict) -> str:
     copies = ", ".join(f"{int(n) * 4 / 2**20:.0f} MiB: {g:.1f} GB/s" for n, g in data["copy_gbps_by_numel"].items())
     columns = "\n".join(f"- {name}: {meaning}" for name, meaning in COLUMNS.items())

@@ -63,6 +63,16 @@ def parse_method(method: str) -> tuple[str, int | None]:
     raise SSNIUserError(f"unknown method {method!r}; use {', '.join(METHODS)} or constant@<t> with t in 1..1000")
 
 
+def _runs(n: int, size: int) -> list[slice]:
+    """Consecutive slices of at most `size` covering range(n)."""
+    return [slice(s, s + size) for s in range(0, n, size)]
+
+
+def recorded_t(t: Tensor) -> Tensor:
+    """The t a record keeps: t [B] itself, or for a multi-stage host ([B, S]) the largest stage's t."""
+    return t.max(dim=1).values if t.dim() == 2 else t
+
+
 # ---------------------------------------------------------------------------------------------- models
 @dataclass
 class Models:
@@ -287,12 +297,9 @@ class ModelBackend:
         """The EPS score norm e [N] of every sample (it depends on the model, T', seed and id, not the method)."""
         if self.streamed(x):
             return self.streams[0].score_all(x, seed=seed, sample_ids=sample_ids)
-        score, step = self.ssni["ssni-n"].scores, self.preset.batch_size
-        runs = [
-            score(x[s : s + step].to(self.device), seed=seed, sample_ids=sample_ids[s : s + step].to(self.device))
-            for s in range(0, x.shape[0], step)
-        ]
-        return torch.cat(runs)
+        score, dev = self.ssni["ssni-n"].scores, self.device
+        runs = _runs(x.shape[0], self.preset.batch_size)
+        return torch.cat([score(x[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev)) for r in runs])
 
     def timesteps(self, method: str, e: Tensor) -> Tensor:
         """`method`'s t for one chunk of score norms e [B] (SSNI-L's min/max take the chunk as its batch)."""
@@ -311,30 +318,20 @@ class ModelBackend:
         preset's batch size; x̂ comes from the streaming engine when `streamed(x)`, else from the host in runs of
         network_batch samples."""
         e = self.scores(x, seed=seed, sample_ids=sample_ids).to(x.device)
-        step = self.preset.batch_size
-        t = torch.cat([self.timesteps(method, e[s : s + step]) for s in range(0, e.shape[0], step)])
+        t = torch.cat([self.timesteps(method, e[r]) for r in _runs(x.shape[0], self.preset.batch_size)])
         if self.streamed(x):
             return self.streams[1].purify_all(x, t, seed=seed, sample_ids=sample_ids), t, e
-        step = self.network_batch
-        runs = [
-            self.purifier.purify(
-                x[s : s + step].to(self.device),
-                t[s : s + step].to(self.device),
-                seed=seed,
-                sample_ids=sample_ids[s : s + step].to(self.device),
-            ).to(x.device)
-            for s in range(0, x.shape[0], step)
+        purify, dev = self.purifier.purify, self.device
+        runs = _runs(x.shape[0], self.network_batch)
+        out = [
+            purify(x[r].to(dev), t[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev)).to(x.device) for r in runs
         ]
-        return torch.cat(runs), t, e
+        return torch.cat(out), t, e
 
     def classify(self, x: Tensor) -> Tensor:
         """Predicted labels [N] on the CPU, in runs of the preset's batch size."""
-        step = self.preset.batch_size
-        runs = [
-            self.models.classifier(x[s : s + step].to(self.device)).argmax(dim=1).cpu()
-            for s in range(0, x.shape[0], step)
-        ]
-        return torch.cat(runs)
+        runs = _runs(x.shape[0], self.preset.batch_size)
+        return torch.cat([self.models.classifier(x[r].to(self.device)).argmax(dim=1).cpu() for r in runs])
 
     @torch.no_grad()
     def evaluate(self, method: str, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
@@ -350,8 +347,7 @@ class ModelBackend:
         else:
             purified, t, e = self.purify(method, x, seed=seed, sample_ids=ids)
             pred = self.classify(purified)
-        t_record = t.max(dim=1).values if t.dim() == 2 else t  # multi-stage: the largest stage's t
-        return DefenceOutput(pred.cpu(), t_record.cpu(), e.float().cpu())
+        return DefenceOutput(pred.cpu(), recorded_t(t).cpu(), e.float().cpu())
 
     def defended(self, method: str, seed: int):
         """The `DefendedModel` attacks see for `method` (adaptive for SSNI)."""
@@ -489,7 +485,7 @@ def run_purify(args) -> tuple[Path, Path]:
     with torch.no_grad():
         purified, t, e = backend.purify(args.method, images, seed=args.seed, sample_ids=ids)
         pred = backend.classify(purified)
-    t_rec = t.max(dim=1).values if t.dim() == 2 else t
+    t_rec = recorded_t(t)
     rows = []
     for i in range(images.shape[0]):
         row = {

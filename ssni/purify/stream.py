@@ -681,13 +681,13 @@ class _Run:
             return
         # p < INDEX_LIMIT (checked when planned), so p + the draw's offset is noise_step(p, 0, draw)
         words = (torch.tensor(slots.p[start:k], dtype=torch.int64) + noise_step(0, 0, self.draw)).to(dev)
-        u_all = vals[:, 1].to(dev)
+        u_all = vals[:, 1].contiguous().to(dev)
         if host.group_by_v:
             v_all = vals[:, 2].tolist()
             runs = [lo for lo in range(start, k) if lo == start or v_all[lo] != v_all[lo - 1]] + [k]
             bounds = list(zip(runs, runs[1:]))
         else:
-            v_dev, bounds = vals[:, 2].to(dev), [(start, k)]
+            v_dev, bounds = vals[:, 2].contiguous().to(dev), [(start, k)]
         for lo, hi in bounds:
             v = v_all[lo] if host.group_by_v else v_dev[lo:hi]
             slots.x[lo:hi] = host.apply(
