@@ -45,7 +45,7 @@ from torch import nn
 from benchmarks import report
 from benchmarks.conftest import ALLOCATOR_NOTE
 from ssni import SSNI, Calibration, DDPMPurifier, eps_score_norm
-from ssni.purify.stream import StreamingPurifier
+from ssni.purify import StreamingPurifier
 
 COUNT_T_STAR, COUNT_LEVELS, BIAS = 100, 20, 5
 CALIBRATION_SEED, SEED = 121, 0

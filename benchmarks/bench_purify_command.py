@@ -23,26 +23,28 @@ import datetime as dt
 import statistics
 import sys
 import time
-from types import SimpleNamespace
 
 import torch
 
 from benchmarks import report
 from benchmarks.conftest import ALLOCATOR_NOTE
-from ssni.eval.pipeline import ModelBackend, load_calibration, load_eval_data, load_models, preset_from_args
+from ssni.eval.backend import ModelBackend
+from ssni.eval.loading import load_calibration, load_eval_data, load_models
+from ssni.eval.methods import Method
+from ssni.eval.presets import resolve_preset
+from ssni.eval.requests import Overrides, Sources
 
 PATHS = ("chunked", "streamed")
 
 
 def _backend(device: str, images: int, network_batch: int, t_star: int) -> tuple[ModelBackend, object]:
-    args = SimpleNamespace(preset="mnist", num_samples=images, batch_size=network_batch, t_star=t_star)
-    preset = preset_from_args(args)
-    models = load_models(preset, None, None, device, classifier=False)
+    preset = resolve_preset("mnist", Overrides(num_samples=images, batch_size=network_batch, t_star=t_star))
+    models = load_models(preset, Sources(), device, classifier=False)
     calibration = load_calibration(preset, None, models, preset.num_levels)
     return ModelBackend(preset, models, calibration, None, device, network_batch), load_eval_data(preset, None)
 
 
-def _run(backend: ModelBackend, path: str, x: torch.Tensor, ids: torch.Tensor, method: str):
+def _run(backend: ModelBackend, path: str, x: torch.Tensor, ids: torch.Tensor, method: Method):
     """(seconds, purified, network calls, rows evaluated) of one purification of x by `path`."""
     streams = backend.streams
     if path == "chunked":
@@ -95,13 +97,13 @@ def measure(device: str, images: int, network_batch: int, t_star: int, method: s
     seconds, outputs = {p: [] for p in PATHS}, {}
     for repeat in range(repeats):
         for path in PATHS if repeat % 2 == 0 else PATHS[::-1]:
-            s, purified, calls, rows = _run(backend, path, x, ids, method)
+            s, purified, calls, rows = _run(backend, path, x, ids, Method.parse(method))
             seconds[path].append(s)
             outputs[path] = (purified, calls, rows)
         done = ", ".join(f"{p} {seconds[p][-1]:.1f} s" for p in PATHS)
         print(f"[{dt.datetime.now():%H:%M:%S}] repeat {repeat + 1}: {done}", flush=True)
     n = x.shape[0]
-    t = backend.timesteps(method, backend.scores(x, seed=121, sample_ids=ids))
+    t = backend.timesteps(Method.parse(method), backend.scores(x, seed=121, sample_ids=ids))
     results = {
         "environment": report.environment(
             torch.device(device).type,

@@ -17,7 +17,7 @@ from ssni.purify import (
     Purifier,
     SDEPurifier,
     majority_vote,
-    noise_step,
+    noise_word,
 )
 from ssni.reweight import linear_t, sigmoid_t
 from ssni.schedules import ddpm_alphas_cumprod, step_sequence
@@ -41,7 +41,7 @@ __all__ = [
     "eps_score_norm",
     "linear_t",
     "majority_vote",
-    "noise_step",
+    "noise_word",
     "propose_tau",
     "sigmoid_t",
     "step_sequence",

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssni.checks import check_images
 from ssni.models.interface import CallCounter
 from ssni.score import eps_score_norm
+from ssni.validate import check_images
 
 __all__ = ["Calibration", "CalibrationMismatchError", "calibrate", "propose_tau", "tau_sweep", "QUANTILES"]
 

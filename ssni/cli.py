@@ -1,8 +1,9 @@
 """The `ssni` command: eval, purify, calibrate, report, train-diffusion, train-classifier.
 
-`ssni eval` with no arguments runs the embedded MNIST demo on the CPU. A user error (bad input, unknown preset,
-missing or mismatched file) prints one line `ssni: error: …` on stderr and exits with status 2; `--debug` (or
-SSNI_DEBUG=1) shows the traceback instead.
+`ssni eval` with no arguments runs the embedded MNIST demo on the CPU. The arguments become typed requests
+(`ssni.eval.requests`) here, at the edge; the library never sees argparse. A user error (bad input, unknown preset,
+missing or mismatched file: `SSNIUserError` and its kin) prints one line `ssni: error: …` on stderr and exits with
+status 2; `--debug` (or SSNI_DEBUG=1) shows the traceback instead. Anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+from ssni.calibration import CalibrationMismatchError
 from ssni.errors import SSNIUserError
-from ssni.eval.presets import METHODS, PRESETS
+from ssni.eval.methods import METHOD_NAMES, Method
+from ssni.eval.presets import PRESETS
+from ssni.eval.requests import CalibrateRequest, EvalRequest, Overrides, PurifyRequest, Sources
+from ssni.models.convert import CheckpointError
 
-USER_ERRORS = (SSNIUserError, ValueError, TypeError, FileNotFoundError, ImportError)
+USER_ERRORS = (SSNIUserError, CheckpointError, CalibrationMismatchError)
 EXIT_USER_ERROR = 2
 TRAIN_COMMANDS = ("train-diffusion", "train-classifier")
 
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="records file (JSONL, resumable; default: ssni-results/<preset>.jsonl)")
     p.add_argument("--num-samples", type=int, help="images of the protocol subset (default: the preset's)")
     p.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: 121,122,123)")
-    p.add_argument("--methods", type=_csv(str), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--methods", type=_csv(str), help=f"comma-separated subset of {','.join(METHOD_NAMES)}")
     p.add_argument("--t-sweep", type=_csv(int), help="extra constant-t baselines, e.g. 50,100,200 (for the report)")
     p.add_argument("--attacks", type=_csv(str), help="comma-separated attacks (default: the preset's)")
     p.add_argument("--iterations", type=int, help="attack iterations (all attacks)")
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="purified images, a .pt file")
     p.add_argument("--scores", type=Path, help="per-sample score norm and t, .csv or .json (default: <out>.csv)")
-    p.add_argument("--method", default="ssni-n", help=f"{', '.join(METHODS)} or constant@<t> (default ssni-n)")
+    p.add_argument("--method", default="ssni-n", help=f"{', '.join(METHOD_NAMES)} or constant@<t> (default ssni-n)")
     p.add_argument("--seed", type=int, default=121)
     p.add_argument("--num-samples", type=int, help="with no input: how many images of the preset's subset")
     _add_network_batch(p)
@@ -112,29 +117,104 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sources(args) -> Sources:
+    return Sources(
+        diffusion_checkpoint=args.diffusion_checkpoint,
+        classifier_checkpoint=args.classifier_checkpoint,
+        calibration=args.calibration,
+        data=args.data,
+        data_seed=args.data_seed,
+        device=args.device,
+    )
+
+
+def _overrides(args) -> Overrides:
+    """The preset overrides the command's flags give (flags a command lacks count as not given)."""
+    get = lambda name: getattr(args, name, None)
+    methods = get("methods")
+    return Overrides(
+        num_samples=get("num_samples") if args.command != "calibrate" else None,
+        batch_size=get("batch_size"),
+        num_levels=get("num_levels"),
+        seeds=get("seeds"),
+        methods=None if methods is None else tuple(Method.parse(m) for m in methods),
+        t_sweep=get("t_sweep") or (),
+        attacks=get("attacks"),
+        iterations=get("iterations"),
+        eot=get("eot"),
+        surrogate_steps=get("surrogate_steps"),
+        t_star=get("t_star"),
+    )
+
+
+def eval_request(args) -> EvalRequest:
+    """`ssni eval`'s arguments as a request."""
+    return EvalRequest(
+        preset=args.preset,
+        sources=_sources(args),
+        overrides=_overrides(args),
+        tau=args.tau,
+        network_batch=args.network_batch,
+        out=args.out,
+        smoke=args.smoke,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+
+
+def purify_request(args) -> PurifyRequest:
+    """`ssni purify`'s arguments as a request."""
+    return PurifyRequest(
+        out=args.out,
+        preset=args.preset,
+        sources=_sources(args),
+        overrides=_overrides(args),
+        images=args.input,
+        scores=args.scores,
+        method=Method.parse(args.method),
+        seed=args.seed,
+        tau=args.tau,
+        network_batch=args.network_batch,
+    )
+
+
+def calibrate_request(args) -> CalibrateRequest:
+    """`ssni calibrate`'s arguments as a request."""
+    return CalibrateRequest(
+        out=args.out,
+        preset=args.preset,
+        sources=_sources(args),
+        overrides=_overrides(args),
+        num_samples=args.num_samples,
+        seed=args.seed,
+        tau=args.tau,
+        adversarial=args.adversarial,
+    )
+
+
 def _cmd_eval(args) -> int:
+    from ssni.eval.commands import prepare_eval
     from ssni.eval.distributed import close_world, init_world
-    from ssni.eval.pipeline import build_eval
+    from ssni.eval.report import markdown_table, summarize
+    from ssni.eval.runner import run_eval
 
     start = time.perf_counter()
-    config, backend, data, device = build_eval(args)
+    request = eval_request(args)
+    config, backend, data, device = prepare_eval(request)
     world = init_world(device)
     try:
-        from ssni.eval.runner import run_eval
-
         if world.is_main and not args.json:
             _print_plan(config, data, device)
-        summary = run_eval(config, backend, data, world, log=lambda s: print(s, file=sys.stderr))
+        final = run_eval(config, backend, data, world, log=lambda s: print(s, file=sys.stderr))
     finally:
         close_world(world)
-    if summary is None:
+    if final is None:
         return 0
+    summary = summarize(final)
     wall = time.perf_counter() - start
     if args.json:
         print(json.dumps({**summary.to_json(), "results": str(config.out), "wall_seconds": round(wall, 1)}, indent=2))
     else:
-        from ssni.eval.report import markdown_table
-
         print(markdown_table(summary))
         print(f"records: {config.out}   wall time: {wall:.0f} s   (report: ssni report {config.out})")
     return 0
@@ -147,7 +227,7 @@ def _print_plan(config, data, device: str) -> None:
     surrogate = "+".join(str(n) for _, n in p.purifier.surrogate_stages)
     print(
         f"ssni eval {p.name}: {data.labels.shape[0]} images, seeds {','.join(map(str, p.seeds))}, "
-        f"methods {','.join(p.methods)}, device {device}\n"
+        f"methods {','.join(map(str, p.methods))}, device {device}\n"
         f"  purifier {p.purifier.host} t*={stages}, surrogate steps {surrogate}, EPS levels {p.num_levels}\n"
         f"  attacks: {attacks}",
         file=sys.stderr,
@@ -157,17 +237,17 @@ def _print_plan(config, data, device: str) -> None:
 
 
 def _cmd_purify(args) -> int:
-    from ssni.eval.pipeline import run_purify
+    from ssni.eval.commands import purify_images
 
-    path, scores = run_purify(args)
+    path, scores = purify_images(purify_request(args))
     print(f"purified images: {path}\nscore norms and t: {scores}")
     return 0
 
 
 def _cmd_calibrate(args) -> int:
-    from ssni.eval.pipeline import run_calibrate
+    from ssni.eval.commands import calibrate_files
 
-    path, text = run_calibrate(args)
+    path, text = calibrate_files(calibrate_request(args))
     print(text)
     print(f"calibration: {path}")
     return 0
@@ -221,8 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"ssni: error: {e}", file=sys.stderr)
-        if not isinstance(e, SSNIUserError):
-            print("ssni: (run with --debug for the traceback if this looks like a bug)", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("ssni: interrupted (rerun the same command to resume)", file=sys.stderr)

@@ -13,13 +13,17 @@ from collections.abc import Sequence
 
 import torch
 
+from ssni.validate import check_int
+
 __all__ = ["sigmoid_ratio", "linear_ratio", "sigmoid_t", "linear_t"]
 
 
 def _stars(t_star) -> tuple[torch.Tensor, bool]:
     stars = (t_star,) if isinstance(t_star, int) and not isinstance(t_star, bool) else tuple(t_star)
-    if not stars or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in stars):
+    if not stars:
         raise ValueError(f"t_star must be an int >= 1 or a sequence of them, got {t_star!r}")
+    for s in stars:
+        check_int("t_star", s, low=1)
     return torch.tensor(stars, dtype=torch.float64), isinstance(t_star, Sequence)
 
 
@@ -29,11 +33,6 @@ def _check_e(e) -> torch.Tensor:
     if not torch.isfinite(e).all():
         raise ValueError("e contains NaN or Inf")
     return e.to(torch.float64)
-
-
-def _check_bias(bias) -> None:
-    if isinstance(bias, bool) or not isinstance(bias, int) or bias < 0:
-        raise ValueError(f"bias must be an int >= 0, got {bias!r}")
 
 
 def sigmoid_ratio(e: torch.Tensor, mu: float, tau: float) -> torch.Tensor:
@@ -52,7 +51,7 @@ def linear_ratio(e: torch.Tensor, e_min: float, e_max: float) -> torch.Tensor:
 
 def sigmoid_t(e: torch.Tensor, mu: float, tau: float, t_star, bias: int = 5) -> torch.Tensor:
     """SSNI-N: round(sigmoid((e − μ)/τ)·(t* − 1 + b)) as int64 [B] (or [B, S] for a tuple of t*)."""
-    _check_bias(bias)
+    check_int("bias", bias, low=0)
     stars, staged = _stars(t_star)
     r = sigmoid_ratio(e, mu, tau)
     t = torch.round(r[:, None] * (stars.to(r.device) - 1 + bias)[None, :]).to(torch.int64)
@@ -65,7 +64,7 @@ def linear_t(e: torch.Tensor, e_min: float, e_max: float, t_star, bias: int = 5)
     e_min/e_max are the caller's choice (spec: over the reference set together with the current batch). Norms
     outside [e_min, e_max] (possible with reference-only min/max) are clamped, so t stays in b..t*−1+b.
     """
-    _check_bias(bias)
+    check_int("bias", bias, low=0)
     stars, staged = _stars(t_star)
     r = linear_ratio(e, e_min, e_max)
     t = torch.round(r[:, None] * (stars.to(r.device) - 1)[None, :] + bias).to(torch.int64)

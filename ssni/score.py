@@ -15,11 +15,18 @@ import torch
 from torch import nn
 
 import ssni_kernels
-from ssni.checks import check_images, check_sample_ids, check_seed
-from ssni.models.interface import LABEL_DTYPE, CallCounter, as_eps_model
-from ssni.schedules import NUM_TRAIN_STEPS, eps_levels
+from ssni.models.interface import CallCounter, as_eps_model, network_labels
+from ssni.schedules import eps_levels
+from ssni.validate import check_images, check_int, check_sample_ids, check_seed
 
-__all__ = ["eps_score_norm"]
+__all__ = ["eps_score_norm", "score_levels"]
+
+
+def score_levels(num_levels: int, device=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The K levels of §2 as the network and the ops take them: (labels 999·t_k float32 [K], m(t_k), σ(t_k)
+    float64 [K]), on `device`."""
+    t, m, sigma = eps_levels(num_levels)
+    return network_labels(t, "continuous").to(device), m.to(device), sigma.to(device)
 
 
 @torch.no_grad()
@@ -42,11 +49,9 @@ def eps_score_norm(
     check_images(x)
     check_seed(seed)
     ids = check_sample_ids(sample_ids, x.shape[0], x.device)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+    check_int("chunk_size", chunk_size, low=1, optional=True)
     model = as_eps_model(model)
-    t, m, sigma = (v.to(x.device) for v in eps_levels(num_levels))
-    labels = ((NUM_TRAIN_STEPS - 1) * t).to(LABEL_DTYPE)
+    labels, m, sigma = score_levels(num_levels, x.device)
     K, B = num_levels, x.shape[0]
     # Chunk over samples (all K levels of a sample stay together) so the noise keys do not change.
     per_chunk = B if chunk_size is None else max(1, chunk_size // K)

@@ -8,13 +8,18 @@ ImageNet presets follow the paper's protocol.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import dataclasses
+from dataclasses import dataclass, field, fields, replace
 
 from ssni.errors import SSNIUserError
+from ssni.eval.methods import DEFAULT_METHODS, Method
+from ssni.eval.requests import Overrides
 
 ATTACKS = ("pgd-linf", "pgd-l2", "bpda-linf", "autoattack-rand")
-METHODS = ("constant", "ssni-n", "ssni-l")
 SEEDS = (121, 122, 123)
+#: The CI smoke configuration (`ssni eval --smoke`); flags given on the command line win.
+SMOKE = Overrides(num_samples=4, batch_size=4, seeds=(121,), iterations=2, eot=1, surrogate_steps=2)
+SMOKE_NOTE = "smoke configuration (CI): not a meaningful robustness number"
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,7 @@ class AttackSpec:
 
 @dataclass(frozen=True)
 class PurifierSpec:
-    """The host purifier. Stages are (t*, defence steps, surrogate steps) per stage; most hosts have one stage.
+    """The host purifier. `stages` are (t*, defence steps) pairs, one per stage; most hosts have one stage.
 
     host: "ddpm" (discrete DDPM/DDIM, spec §5), "sde" (DiffPure's SDE solver, §6), "gns" or "gdmp" (§7).
     surrogate_stages: the reduced schedule used only for attack gradients ((t*, steps) per stage).
@@ -68,7 +73,7 @@ class Preset:
     batch_size: int
     bias: int = 5
     seeds: tuple[int, ...] = SEEDS
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[Method, ...] = DEFAULT_METHODS
     calibration_samples: int = 5000
     default_attacks: tuple[str, ...] | None = None
     needs_paths: tuple[str, ...] = field(default_factory=tuple)
@@ -77,6 +82,19 @@ class Preset:
     def with_overrides(self, **changes) -> Preset:
         """A copy with some fields replaced (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def method(self, name: str) -> Method:
+        """The method of this preset called `name` (as records name it)."""
+        for m in self.methods:
+            if str(m) == name:
+                return m
+        raise KeyError(name)
+
+    def to_record(self) -> dict:
+        """The preset as plain JSON data (methods by name), as a records file's header stores and hashes it."""
+        record = dataclasses.asdict(self)
+        record["methods"] = [str(m) for m in self.methods]
+        return record
 
     def select_attacks(self, names: tuple[str, ...] | None = None) -> Preset:
         """Keep only the attacks `names` (default: `default_attacks`, or all); unknown names are user errors."""
@@ -199,6 +217,45 @@ PRESETS: dict[str, Preset] = {
         needs_paths=_CIFAR_PATHS,
     ),
 }
+
+
+def resolve_preset(name: str, overrides: Overrides = Overrides(), *, smoke: bool = False) -> Preset:
+    """The preset called `name` with the overrides applied (over the smoke configuration when `smoke`)."""
+    preset = get_preset(name)
+    if smoke:
+        given = {f.name: getattr(overrides, f.name) for f in fields(Overrides)}
+        overrides = replace(SMOKE, **{k: v for k, v in given.items() if v is not None and v != ()})
+    o = overrides
+    preset = preset.select_attacks(o.attacks)
+    methods = (o.methods or preset.methods) + tuple(Method("constant", t) for t in o.t_sweep)
+    attacks = tuple(replace(a, iterations=o.iterations or a.iterations, eot=o.eot or a.eot) for a in preset.attacks)
+    purifier = preset.purifier
+    if o.t_star is not None:
+        if len(purifier.stages) != 1:
+            raise SSNIUserError(f"--t-star needs a single-stage purifier, preset {name} has {len(purifier.stages)}")
+        n = purifier.stages[0][1]
+        purifier = replace(
+            purifier,
+            stages=((o.t_star, o.t_star if n == purifier.stages[0][0] else min(n, o.t_star)),),
+            surrogate_stages=((o.t_star, min(purifier.surrogate_stages[0][1], o.t_star)),),
+        )
+    if o.surrogate_steps is not None:
+        stages = tuple((t, min(t, o.surrogate_steps)) for t, _ in purifier.surrogate_stages)
+        purifier = replace(purifier, surrogate_stages=stages)
+    note = preset.demo_note
+    if smoke:
+        note = SMOKE_NOTE
+    elif note and any(v is not None for v in (o.iterations, o.eot, o.surrogate_steps)):
+        note = "attack budget changed on the command line"
+    return preset.with_overrides(
+        num_samples=o.num_samples,
+        batch_size=o.batch_size,
+        num_levels=o.num_levels,
+        seeds=o.seeds,
+        methods=tuple(dict.fromkeys(methods)),
+        attacks=attacks,
+        purifier=purifier,
+    ).with_overrides(demo_note=note)
 
 
 def get_preset(name: str) -> Preset:

@@ -27,6 +27,7 @@ from pathlib import Path
 from ssni.errors import SSNIUserError
 
 RECORDS_VERSION = 1
+CLEAN = "none"  # the attack name of a clean (unattacked) group
 
 
 @dataclass(frozen=True, order=True)

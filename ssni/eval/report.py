@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ssni.errors import SSNIUserError
-from ssni.eval.records import ResultsLog
-
-CLEAN = "none"
+from ssni.eval.records import CLEAN, ResultsLog
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ computes the same thing however the run is split: killed and resumed (records.py
 ranks (distributed.py). Per group the backend returns, for every sample, the prediction of the defended
 classifier, the t it used and the EPS score norm of its input (clean, or adversarial after the attack).
 
-The models, purifier and attacks hide behind `Backend` (built by `ssni.eval.pipeline`); the loop only schedules,
-records and reports, so it is tested with a fake backend in seconds.
+The models, purifier and attacks hide behind `Backend` (`ssni.eval.backend.ModelBackend`); the loop only
+schedules and records (summaries are `ssni.eval.report`'s), so it is tested with a fake backend in seconds.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from ssni.eval.distributed import World
+from ssni.eval.methods import Method
 from ssni.eval.presets import AttackSpec, Preset
-from ssni.eval.records import GroupKey, RecordWriter, read_results, write_merged
-from ssni.eval.report import CLEAN, Summary, summarize
+from ssni.eval.records import CLEAN, GroupKey, RecordWriter, ResultsLog, read_results, write_merged
 
 
 @dataclass(frozen=True)
@@ -37,18 +37,18 @@ class DefenceOutput:
 
 
 class Backend(Protocol):
-    """What the loop needs of the models (see `ssni.eval.pipeline.ModelBackend`)."""
+    """What the loop needs of the models (see `ssni.eval.backend.ModelBackend`)."""
 
     network_calls: int  # forward passes of the diffusion network so far
     samples_evaluated: int  # per-sample network evaluations so far (Σ of the batch sizes of those passes)
 
-    def evaluate(self, method: str, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
-        """Purify x with `method` ("constant", "constant@<t>", "ssni-n", "ssni-l") and classify (no grad)."""
+    def evaluate(self, method: Method, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
+        """Purify x with `method` and classify (no grad)."""
         ...
 
     def attack(
         self,
-        method: str,
+        method: Method,
         attack: AttackSpec,
         x: Tensor,
         y: Tensor,
@@ -91,11 +91,12 @@ class EvalConfig:
         """Every group of the run, in the order a single process runs them."""
         p = self.preset
         attacks = [CLEAN, *(a.name for a in p.attacks)]
-        return [GroupKey(s, c, m, a) for s in p.seeds for c in range(num_chunks) for m in p.methods for a in attacks]
+        methods = [str(m) for m in p.methods]
+        return [GroupKey(s, c, m, a) for s in p.seeds for c in range(num_chunks) for m in methods for a in attacks]
 
     def record_config(self, num_groups: int) -> dict:
         """What the results header stores and hashes: everything that changes a record."""
-        return {"preset": dataclasses.asdict(self.preset), "identities": self.identities, "num_groups": num_groups}
+        return {"preset": self.preset.to_record(), "identities": self.identities, "num_groups": num_groups}
 
 
 def _records(data: EvalData, out: DefenceOutput, x_adv: Tensor | None) -> list[dict]:
@@ -121,14 +122,15 @@ def run_group(backend: Backend, preset: Preset, key: GroupKey, data: EvalData, o
     """Compute one group's records (clean evaluation, or attack then evaluation of the adversarial inputs)."""
     x_adv = None
     x = data.images
+    method = preset.method(key.method)
     if key.attack != CLEAN:
         spec = next(a for a in preset.attacks if a.name == key.attack)
         x_adv = backend.attack(
-            key.method, spec, x, data.labels, seed=key.seed, sample_ids=data.sample_ids, on_iteration=on_iteration
+            method, spec, x, data.labels, seed=key.seed, sample_ids=data.sample_ids, on_iteration=on_iteration
         )
         x = x_adv
     with torch.no_grad():
-        out = backend.evaluate(key.method, x, seed=key.seed, sample_ids=data.sample_ids)
+        out = backend.evaluate(method, x, seed=key.seed, sample_ids=data.sample_ids)
     return _records(data, out, x_adv)
 
 
@@ -141,8 +143,9 @@ def _group_cost(preset: Preset, key: GroupKey) -> int:
 
 def run_eval(
     config: EvalConfig, backend: Backend, data: EvalData, world: World = World(), log: Callable[[str], None] = print
-) -> Summary | None:
-    """Run (or resume) every group this rank owns, then merge (rank 0) and summarise. Others return None."""
+) -> ResultsLog | None:
+    """Run (or resume) every group this rank owns, then merge (rank 0) and return the final records. Others
+    return None."""
     preset = config.preset
     n_chunks = data.num_chunks(preset.batch_size)
     plan = config.plan(n_chunks)
@@ -171,10 +174,8 @@ def run_eval(
         return None
     if world.size > 1:
         shards = [dataclasses.replace(world, rank=r).shard_path(config.out) for r in range(world.size)]
-        final = write_merged(config.out, writer.header, [read_results(p) for p in shards], plan)
-    else:
-        final = read_results(config.out)
-    return summarize(final)
+        return write_merged(config.out, writer.header, [read_results(p) for p in shards], plan)
+    return read_results(config.out)
 
 
 def _progress(config: EvalConfig, preset: Preset, mine: list[GroupKey], todo: list[GroupKey], world: World):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import nn
 
-from ssni.checks import value_checks_allowed
+from ssni.validate import value_checks_allowed
 
 __all__ = [
     "ADM_IMAGENET_256_UNCOND",

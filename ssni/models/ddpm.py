@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssni.checks import value_checks_allowed
+from ssni.validate import value_checks_allowed
 
 __all__ = [
     "DDPM_CIFAR10",

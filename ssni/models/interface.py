@@ -18,9 +18,28 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["CallCounter", "EpsModel", "as_eps_model", "LABEL_DTYPE"]
+__all__ = ["CallCounter", "EpsModel", "as_eps_model", "LABEL_DTYPE", "LABEL_CONVENTIONS", "network_labels"]
 
 LABEL_DTYPE = torch.float32
+LABEL_CONVENTIONS = ("index", "continuous", "discrete")
+
+
+def network_labels(values: torch.Tensor, convention: str) -> torch.Tensor:
+    """The float32 time labels an ε-network is called with (the one place the convention lives).
+
+    "index": values are discrete DDPM indices i (int), label i (DDPM/DDIM, GNS, GDMP walks);
+    "continuous": values are times τ ∈ (0, 1], label 999·τ (score_sde's continuous models; the score norm's
+    levels, §2; the SDE host's default);
+    "discrete": values are times τ, label floor(1000·τ) (DiffPure's SDE with the discrete ImageNet ADM).
+    """
+    if convention == "index":
+        return values.to(LABEL_DTYPE)
+    if convention == "continuous":
+        return (999 * values).to(LABEL_DTYPE)
+    if convention == "discrete":
+        # The guard keeps float64 rounding of a time grid (1000·(0.1 − 0.001) = 98.99999999999999) on the index.
+        return torch.floor(1000 * values + 1e-6).to(LABEL_DTYPE)
+    raise ValueError(f"convention must be one of {LABEL_CONVENTIONS}, got {convention!r}")
 
 
 @dataclass

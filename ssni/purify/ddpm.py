@@ -1,4 +1,4 @@
-"""The discrete DDPM/DDIM purifier (spec §5), the host of SSNI's experiments, with a timestep per sample.
+"""The discrete DDPM/DDIM walk (spec §5), shared by the DDPM/DDIM host, GNS and GDMP, with a timestep per sample.
 
 Per sample with integer t and a step count n:
 
@@ -7,33 +7,27 @@ Per sample with integer t and a step count n:
         x̂0 = (x − sqrt(1−a)·ε̂(x, i))/sqrt(a),  c1 = η·sqrt((1 − a/a')(1 − a')/(1 − a)),  c2 = sqrt(1 − a' − c1²)
         x  = sqrt(a')·x̂0 + c1·z + c2·ε̂          (a = ᾱ[i], a' = ᾱ[next], ᾱ[−1] = 1)
 
-num_steps None means every index once (n ≥ t; the defence), so a sample costs max(t, 1) network evaluations and
-all samples at a global index share it (active-only, see engine.py). The network is called with the integer
-index i as a float32 label. t = 0 behaves as t = 1 (one step from index 0), as the spec's clamping implies.
+The plan's table holds (label i, coef_a = a, coef_b = a') per step. num_steps None means every index once (n ≥ t;
+the defence), so a sample costs max(t, 1) network evaluations and all samples at a global index share it
+(active-only, see walks.py). The network is called with the integer index i as a float32 label (the "index"
+convention of `network_labels`). t = 0 behaves as t = 1 (one step from index 0), as the spec's clamping implies.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
 
 import ssni_kernels
-from ssni.models.interface import LABEL_DTYPE
-from ssni.purify.base import Purifier, noise_step
-from ssni.purify.engine import run_active
+from ssni.models.interface import network_labels
+from ssni.purify.base import Purifier, Stage, noise_word
+from ssni.purify.walks import Walks
 from ssni.schedules import NUM_TRAIN_STEPS, alphas_cumprod_padded, ddpm_alphas_cumprod, effective_indices
+from ssni.validate import check_int
 
-__all__ = ["DDPMPurifier", "inject", "resolve_alphas_cumprod"]
-
-
-def _check_steps(name: str, n) -> None:
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ValueError(f"{name} must be None (every index once) or an int >= 1, got {n!r}")
-
-
-def _check_t_star(t_star) -> None:
-    if isinstance(t_star, bool) or not isinstance(t_star, int) or not 1 <= t_star <= NUM_TRAIN_STEPS:
-        raise ValueError(f"t_star must be an int in [1, {NUM_TRAIN_STEPS}], got {t_star!r}")
+__all__ = ["DiscretePurifier", "DDPMPurifier", "inject", "resolve_alphas_cumprod"]
 
 
 def resolve_alphas_cumprod(alphas_cumprod: torch.Tensor | None) -> torch.Tensor:
@@ -55,18 +49,85 @@ def inject(x_s, t, alphas_cumprod, *, seed, sample_ids, draw, stage: int = 0, of
     if int(i0.max()) >= alphas_cumprod.shape[0]:
         raise ValueError(f"t must be <= {alphas_cumprod.shape[0] - offset}, got {int(t.max())}")
     return ssni_kernels.noise_inject(
-        x_s, i0, alphas_cumprod.to(x_s.device), seed=seed, sample_ids=sample_ids, step=noise_step(0, stage, draw)
+        x_s, i0, alphas_cumprod.to(x_s.device), seed=seed, sample_ids=sample_ids, step=noise_word(0, stage, draw)
     )
 
 
-class DDPMPurifier(Purifier):
+def _check_t_star(t_star) -> int:
+    return check_int("t_star", t_star, low=1, high=NUM_TRAIN_STEPS)
+
+
+def _check_steps(name: str, n) -> int | None:
+    """None (every index once) or a step count >= 1."""
+    return check_int(name, n, low=1, optional=True)
+
+
+class DiscretePurifier(Purifier):
+    """The discrete walk of §5 (plan and apply); subclasses say which stages run (`t_star`, `stages`).
+
+    eta: 1.0 "ddpm", 0.0 "ddim"; alphas_cumprod: ᾱ [T] (default §1); inject_offset: 1 noises at index t instead
+    of t − 1 (GDMP's §10 quirk); index_shift: b runs the reverse walk from t − 1 + b while noising at t − 1 (the
+    §10 quirk of the authors' SSNI-L code; set through `with_index_shift`).
+    """
+
+    inject_offset = 0
+    index_shift = 0
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eta: float = 1.0,
+        alphas_cumprod: torch.Tensor | None = None,
+        grad_checkpoint: bool = True,
+        resolution: int | None = None,
+    ):
+        super().__init__(model, grad_checkpoint, resolution)
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta!r}")
+        self.eta = float(eta)
+        # float64 and kept off the module's buffers so that model.half() cannot round the schedule.
+        self.alphas_cumprod = resolve_alphas_cumprod(alphas_cumprod)
+        self._padded = alphas_cumprod_padded(self.alphas_cumprod)
+
+    @property
+    def num_train_steps(self) -> int:
+        return self.alphas_cumprod.shape[0]
+
+    def with_index_shift(self, shift: int) -> DiscretePurifier:
+        """A shallow copy (same network, same counter) whose reverse walks start `shift` indices higher."""
+        check_int("index shift", shift, low=0)
+        shifted = copy.copy(self)
+        shifted.index_shift = shift
+        return shifted
+
+    def plan(self, x_s, t, sample_ids, *, seed, draw, stage, num_steps) -> Walks:
+        """Noise at max(t − 1, 0) (+ inject_offset), then the distinct indices of step_sequence(t + index_shift,
+        num_steps) as (label i, ᾱ[i], ᾱ[next]) per step."""
+        x = inject(
+            x_s, t, self.alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage,
+            offset=self.inject_offset,
+        )  # fmt: skip
+        t_rev = (t + self.index_shift).clamp_max(self.num_train_steps)
+        idx, lengths = effective_indices(t_rev, _check_steps("num_steps", num_steps))
+        nxt = torch.cat([torch.full_like(idx[:, :1], -1), idx[:, :-1]], dim=1)
+        padded = self._padded.to(idx.device)
+        table = torch.stack([network_labels(idx, "index").to(torch.float64), padded[idx + 1], padded[nxt + 1]], -1)
+        return Walks(x, table, lengths, noise_word(0, stage, draw))
+
+    def apply(self, x, eps, coef_a, coef_b, words, sample_ids, *, seed):
+        return ssni_kernels.reverse_step(
+            x, eps, coef_a, coef_b, eta=self.eta, seed=seed, sample_ids=sample_ids, step=words
+        )
+
+
+class DDPMPurifier(DiscretePurifier):
     """Discrete DDPM (η = 1) / DDIM (η = 0) purification with per-sample t.
 
     model: ε-network called as model(x, i) with the integer index i (float32); t_star: the constant t* of the
     baseline; num_steps: defence step count (None = every index once); grad_num_steps: the surrogate step count
-    of `purify_grad` (None = num_steps); eta: 1.0 "ddpm", 0.0 "ddim"; alphas_cumprod: ᾱ [T] (default §1).
-    `purify(..., reverse_shift=b)` runs the reverse walk from t − 1 + b while noising at t − 1: the §10 quirk
-    of the authors' SSNI-L code (off by default).
+    of `purify_grad` (None = num_steps); eta, alphas_cumprod, grad_checkpoint, resolution: as DiscretePurifier
+    and Purifier.
     """
 
     def __init__(
@@ -77,77 +138,17 @@ class DDPMPurifier(Purifier):
         eta: float = 1.0,
         grad_num_steps: int | None = None,
         alphas_cumprod: torch.Tensor | None = None,
-        checkpoint: bool = True,
+        grad_checkpoint: bool = True,
+        resolution: int | None = None,
     ):
-        super().__init__(model, checkpoint)
-        _check_t_star(t_star)
-        _check_steps("num_steps", num_steps)
-        _check_steps("grad_num_steps", grad_num_steps)
-        if not 0.0 <= float(eta) <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta!r}")
-        ac = resolve_alphas_cumprod(alphas_cumprod)
-        self.t_star = t_star
-        self.num_steps = num_steps
-        self.grad_num_steps = grad_num_steps
-        self.eta = float(eta)
-        # float64 and kept off the module's buffers so that model.half() cannot round the schedule.
-        self.alphas_cumprod = ac
-        self._padded = alphas_cumprod_padded(ac)
+        super().__init__(
+            model, eta=eta, alphas_cumprod=alphas_cumprod, grad_checkpoint=grad_checkpoint, resolution=resolution
+        )
+        self.t_star = _check_t_star(t_star)
+        self.num_steps = _check_steps("num_steps", num_steps)
+        self.grad_num_steps = _check_steps("grad_num_steps", grad_num_steps)
 
-    @property
-    def num_train_steps(self) -> int:
-        return self.alphas_cumprod.shape[0]
-
-    def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, num_steps, reverse_shift: int = 0):
+    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:
         if num_steps is None:
             num_steps = self.grad_num_steps if grad and self.grad_num_steps is not None else self.num_steps
-        _check_steps("num_steps", num_steps)
-        x = inject(x_s, t, self.alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw)
-        if isinstance(reverse_shift, bool) or not isinstance(reverse_shift, int) or reverse_shift < 0:
-            raise ValueError(f"reverse_shift must be an int >= 0, got {reverse_shift!r}")
-        t_rev = (t + reverse_shift).clamp_max(self.num_train_steps)
-        return self.reverse(x, t_rev, num_steps=num_steps, seed=seed, sample_ids=sample_ids, draw=draw, grad=grad)
-
-    def reverse(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        *,
-        num_steps: int | None,
-        seed: int,
-        sample_ids: torch.Tensor,
-        draw: int,
-        grad: bool,
-        stage: int = 0,
-        guidance=None,
-    ) -> torch.Tensor:
-        """The reverse walk of x (model space, already noised) over step_sequence(t, num_steps), active-only.
-
-        Step p of a sample uses the noise key (p, stage, draw). `guidance(x, p, rows, i, a, a_next)`, if given,
-        returns a term added to the step's output (the posterior mean shift of GDMP).
-        """
-        if int(t.max()) > self.num_train_steps:
-            raise ValueError(f"t must be <= {self.num_train_steps}, got {int(t.max())}")
-        idx, lengths = effective_indices(t, num_steps)
-        padded = self._padded.to(x.device)
-
-        def step(xk: torch.Tensor, p: int, rows: torch.Tensor) -> torch.Tensor:
-            i = idx[rows, p]
-            nxt = idx[rows, p - 1] if p > 0 else torch.full_like(i, -1)
-            a, a_next = padded[i + 1], padded[nxt + 1]
-            eps = self.model(xk, i.to(LABEL_DTYPE))
-            out = ssni_kernels.reverse_step(
-                xk,
-                eps,
-                a,
-                a_next,
-                eta=self.eta,
-                seed=seed,
-                sample_ids=sample_ids[rows],
-                step=noise_step(p, stage, draw),
-            )
-            if guidance is not None:
-                out = out + guidance(xk, p, rows, i, a, a_next)
-            return out
-
-        return run_active(x, lengths, step, counter=self.counter, grad=grad, checkpoint=self.checkpoint)
+        return (Stage(None, _check_steps("num_steps", num_steps)),)

@@ -11,7 +11,8 @@ noise_inject. guidance=None is the unguided schedule SSNI's own experiments ran 
 SSIM: 11×11 Gaussian window (σ 1.5), C1 = 0.01², C2 = 0.03², per-channel, mean over C·H·W, on model-space
 tensors. `reference_inject_at_t` is the §10 quirk of GDMP's CIFAR path (noise at index t, denoise from t − 1).
 GDMP's several purification paths per input are independent draws: `GNSDefense(gdmp, classifier, runs=10)`
-gives their majority vote.
+gives their majority vote. The walk is the discrete plan of `ssni.purify.ddpm` (one stage per repeat); guidance runs
+in batch execution only (the streaming engine takes unguided GDMP).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import ssni_kernels
-from ssni.purify.base import Purifier, noise_step
-from ssni.purify.ddpm import DDPMPurifier, inject
+from ssni.purify.base import Stage, noise_word
+from ssni.purify.ddpm import DiscretePurifier, _check_steps
+from ssni.purify.gns import stage_tuple
 from ssni.schedules import posterior_variance
+from ssni.validate import check_choice
 
 __all__ = ["GDMPPurifier", "ssim"]
 
@@ -52,7 +55,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return s.flatten(1).mean(dim=1)
 
 
-class GDMPPurifier(Purifier):
+class GDMPPurifier(DiscretePurifier):
     """GDMP purification with per-sample, per-repeat t (t_star is a tuple, one entry per repeat).
 
     t_star: per-repeat t* (default 36 × 4); guidance: "ssim", "mse" or None (unguided); guide_scale: 70000
@@ -70,42 +73,52 @@ class GDMPPurifier(Purifier):
         grad_num_steps: int | None = None,
         reference_inject_at_t: bool = False,
         alphas_cumprod: torch.Tensor | None = None,
-        checkpoint: bool = True,
+        grad_checkpoint: bool = True,
+        resolution: int | None = None,
     ):
-        super().__init__(model, checkpoint)
-        if guidance not in GUIDANCES:
-            raise ValueError(f"guidance must be one of {GUIDANCES}, got {guidance!r}")
+        super().__init__(
+            model, eta=1.0, alphas_cumprod=alphas_cumprod, grad_checkpoint=grad_checkpoint, resolution=resolution
+        )
+        self.guidance_kind = check_choice("guidance", guidance, GUIDANCES)
         if not guide_scale > 0 or not eps_pixels > 0:
             raise ValueError(f"guide_scale and eps_pixels must be > 0, got {guide_scale!r}, {eps_pixels!r}")
-        self.t_star = tuple(int(s) for s in t_star)
-        if not self.t_star:
-            raise ValueError("t_star must list at least one repeat")
-        self.guidance = guidance
+        self.t_star = stage_tuple("t_star", t_star)
         self.guide_scale = float(guide_scale)
         self.eps_pixels = float(eps_pixels)
-        self.grad_num_steps = grad_num_steps
-        self.reference_inject_at_t = reference_inject_at_t
-        self.host = DDPMPurifier(
-            self.model, t_star=max(self.t_star), eta=1.0, alphas_cumprod=alphas_cumprod, checkpoint=checkpoint
-        )
-        self.host.counter = self.counter
+        self.grad_num_steps = _check_steps("grad_num_steps", grad_num_steps)
+        self.reference_inject_at_t = bool(reference_inject_at_t)
+        self.inject_offset = 1 if reference_inject_at_t else 0
 
     @property
     def guidance_m(self) -> float:
         """m = eps_pixels·2/255/3/guide_scale."""
         return self.eps_pixels * 2 / 255 / 3 / self.guide_scale
 
-    def _guidance_fn(self, x_ref, *, seed, sample_ids, draw, stage, grad):
-        ac = self.host.alphas_cumprod.to(x_ref.device)
+    @property
+    def streamable(self) -> bool:
+        return self.guidance_kind is None
+
+    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:
+        if num_steps is None and grad:
+            num_steps = self.grad_num_steps
+        return tuple(Stage(k, num_steps) for k in range(len(self.t_star)))
+
+    def guidance(self, x_s, *, seed, sample_ids, draw, stage, grad):
+        """Σ_i·s_i·∇G(x_i, x_adv,i) for the rows of a step (None when unguided); x_adv,i is the purifier's input
+        x_s re-noised at index i with the word of step p + 1."""
+        if self.guidance_kind is None:
+            return None
+        ac = self.alphas_cumprod.to(x_s.device)
         m = self.guidance_m
 
-        def term(xk, p, rows, i, a, a_next):
+        def term(xk, p, rows, label, a, a_next):
+            i = label.to(torch.int64)
             ref = ssni_kernels.noise_inject(
-                x_ref[rows], i, ac, seed=seed, sample_ids=sample_ids[rows], step=noise_step(p + 1, stage, draw)
+                x_s[rows], i, ac, seed=seed, sample_ids=sample_ids[rows], step=noise_word(p + 1, stage, draw)
             )
             with torch.enable_grad():
                 xv = xk if (grad and xk.requires_grad) else xk.detach().requires_grad_(True)
-                if self.guidance == "ssim":
+                if self.guidance_kind == "ssim":
                     objective = ssim(xv, ref)
                 else:
                     objective = -((xv - ref) ** 2).flatten(1).mean(dim=1)
@@ -115,28 +128,3 @@ class GDMPPurifier(Purifier):
             return scale.to(g.dtype).reshape(-1, *([1] * (g.dim() - 1))) * g
 
         return term
-
-    def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, num_steps):
-        if num_steps is None and grad:
-            num_steps = self.grad_num_steps
-        offset = 1 if self.reference_inject_at_t else 0
-        ac = self.host.alphas_cumprod
-        x = x_s
-        for stage in range(len(self.t_star)):
-            ts = t[:, stage]
-            guide = None
-            if self.guidance is not None:
-                guide = self._guidance_fn(x_s, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage, grad=grad)
-            x = inject(x, ts, ac, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage, offset=offset)
-            x = self.host.reverse(
-                x,
-                ts,
-                num_steps=num_steps,
-                seed=seed,
-                sample_ids=sample_ids,
-                draw=draw,
-                grad=grad,
-                stage=stage,
-                guidance=guide,
-            )
-        return x

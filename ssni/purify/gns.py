@@ -1,8 +1,9 @@
 """GNS, gradual noise scheduling (Lee & Kim 2023; spec §7): several fully denoised DDPM stages and a vote.
 
 Stage s (t*_s = 30, 30, 30, 30, 50, 50, 125, 125 by default) noises the previous stage's output at index
-t_s − 1 and denoises it with every index once (n = t_s), active-only. The defence is the majority vote of the
-classifier over `runs` independent purifications (`GNSDefense`; run r of draw d uses noise draw d·runs + r).
+t_s − 1 and denoises it with every index once (n = t_s), active-only: a chain of discrete-walk plans, one per
+stage (`ssni.purify.ddpm`). The defence is the majority vote of the classifier over `runs` independent
+purifications (`GNSDefense`; run r of draw d uses noise draw d·runs + r).
 
 Per-sample t is int64 [B, S], one column per stage (SSNI applies the same ratio to each stage's t*). The attack
 surrogate (`purify_grad`) runs its own stages (default 30, 50, 125 with 1, 1, 5 steps); a surrogate stage takes
@@ -17,31 +18,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssni.purify.base import Purifier
-from ssni.purify.ddpm import DDPMPurifier, inject
+from ssni.purify.base import Stage
+from ssni.purify.ddpm import DiscretePurifier, _check_steps, _check_t_star
+from ssni.validate import check_int
 
-__all__ = ["GNSPurifier", "GNSDefense", "majority_vote"]
+__all__ = ["GNSPurifier", "GNSDefense", "majority_vote", "vote_draw"]
 
 GNS_CIFAR10_STAGES = (30, 30, 30, 30, 50, 50, 125, 125)
 GNS_GRAD_STAGES = (30, 50, 125)
 GNS_GRAD_STEPS = (1, 1, 5)
 
 
-def _per_stage(name: str, value, num: int) -> tuple:
+def per_stage(name: str, value, num: int) -> tuple:
+    """One entry per stage: a single value (None or an int) repeated, or a sequence of `num` entries."""
     if value is None or isinstance(value, int):
-        return (value,) * num
-    value = tuple(value)
+        return (_check_steps(name, value),) * num
+    value = tuple(_check_steps(name, v) for v in value)
     if len(value) != num:
         raise ValueError(f"{name} must have one entry per stage ({num}), got {len(value)}")
     return value
 
 
-class GNSPurifier(Purifier):
+def stage_tuple(name: str, t_star) -> tuple[int, ...]:
+    """A non-empty tuple of per-stage t*."""
+    stars = tuple(_check_t_star(s) for s in t_star)
+    if not stars:
+        raise ValueError(f"{name} must list at least one stage")
+    return stars
+
+
+class GNSPurifier(DiscretePurifier):
     """Multi-stage DDPM purification (GNS) with per-sample, per-stage t.
 
     t_star: the stages' t*; num_steps: per-stage step counts of the defence (None = every index once);
     grad_t_star / grad_num_steps: the surrogate stages of `purify_grad` and their step counts; eta, alphas_cumprod,
-    checkpoint: as DDPMPurifier.
+    grad_checkpoint, resolution: as DiscretePurifier.
     """
 
     def __init__(
@@ -53,39 +64,26 @@ class GNSPurifier(Purifier):
         grad_num_steps: int | Sequence[int | None] | None = GNS_GRAD_STEPS,
         eta: float = 1.0,
         alphas_cumprod: torch.Tensor | None = None,
-        checkpoint: bool = True,
+        grad_checkpoint: bool = True,
+        resolution: int | None = None,
     ):
-        super().__init__(model, checkpoint)
-        self.t_star = tuple(int(s) for s in t_star)
-        self.grad_t_star = tuple(int(s) for s in grad_t_star)
-        if not self.t_star or not self.grad_t_star:
-            raise ValueError("t_star and grad_t_star must list at least one stage")
+        super().__init__(
+            model, eta=eta, alphas_cumprod=alphas_cumprod, grad_checkpoint=grad_checkpoint, resolution=resolution
+        )
+        self.t_star = stage_tuple("t_star", t_star)
+        self.grad_t_star = stage_tuple("grad_t_star", grad_t_star)
         missing = [s for s in self.grad_t_star if s not in self.t_star]
         if missing:
             raise ValueError(f"every grad_t_star must be one of t_star {self.t_star}, missing {missing}")
-        self.num_steps = _per_stage("num_steps", num_steps, len(self.t_star))
-        self.grad_num_steps = _per_stage("grad_num_steps", grad_num_steps, len(self.grad_t_star))
-        # One DDPM host per stage value would be redundant: a single one runs every stage (it never reads t_star).
-        self.host = DDPMPurifier(
-            self.model, t_star=max(self.t_star), eta=eta, alphas_cumprod=alphas_cumprod, checkpoint=checkpoint
-        )
-        self.host.counter = self.counter
+        self.num_steps = per_stage("num_steps", num_steps, len(self.t_star))
+        self.grad_num_steps = per_stage("grad_num_steps", grad_num_steps, len(self.grad_t_star))
 
-    def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, num_steps):
-        if grad:
-            columns = [self.t_star.index(s) for s in self.grad_t_star]
-            steps = self.grad_num_steps if num_steps is None else _per_stage("num_steps", num_steps, len(columns))
-        else:
-            columns, steps = list(range(len(self.t_star))), self.num_steps
-        ac = self.host.alphas_cumprod
-        x = x_s
-        for stage, (col, n) in enumerate(zip(columns, steps)):
-            ts = t[:, col]
-            x = inject(x, ts, ac, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage)
-            x = self.host.reverse(
-                x, ts, num_steps=n, seed=seed, sample_ids=sample_ids, draw=draw, grad=grad, stage=stage
-            )
-        return x
+    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:
+        if not grad:
+            return tuple(Stage(s, n) for s, n in enumerate(self.num_steps))
+        columns = [self.t_star.index(s) for s in self.grad_t_star]
+        steps = self.grad_num_steps if num_steps is None else per_stage("num_steps", num_steps, len(columns))
+        return tuple(Stage(c, n) for c, n in zip(columns, steps))
 
 
 def majority_vote(logits: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,6 +92,11 @@ def majority_vote(logits: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
         raise ValueError("majority_vote needs at least one run")
     votes = sum(F.one_hot(lg.argmax(dim=1), lg.shape[1]) for lg in logits)
     return votes, votes.argmax(dim=1)
+
+
+def vote_draw(draw: int, runs: int, run: int) -> int:
+    """The noise draw of vote run `run` of draw `draw`: draw·runs + run."""
+    return draw * runs + run
 
 
 class GNSDefense(nn.Module):
@@ -105,21 +108,19 @@ class GNSDefense(nn.Module):
 
     def __init__(self, purifier: nn.Module, classifier: nn.Module, runs: int = 10):
         super().__init__()
-        if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
-            raise ValueError(f"runs must be an int >= 1, got {runs!r}")
         self.purifier = purifier
         self.classifier = classifier
-        self.runs = runs
+        self.runs = check_int("runs", runs, low=1)
 
     @torch.no_grad()
     def votes(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):
         """(votes int64 [B, K], prediction int64 [B])."""
-        if t is None and not isinstance(self.purifier, Purifier):  # an SSNI wrapper: one score norm for all runs
+        if t is None and hasattr(self.purifier, "timesteps"):  # SSNI: one score norm for all runs
             t, _ = self.purifier.timesteps(x, seed=seed, sample_ids=sample_ids)
         logits = []
         for r in range(self.runs):
-            xp = self.purifier.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw * self.runs + r)
-            logits.append(self.classifier(xp))
+            draw_r = vote_draw(draw, self.runs, r)
+            logits.append(self.classifier(self.purifier.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw_r)))
         return majority_vote(logits)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):

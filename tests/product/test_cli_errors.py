@@ -80,7 +80,7 @@ def test_unknown_preset_method_attack(capsys):
     code, err = _run(["eval", "--attacks", "cw"], capsys)
     assert code == EXIT_USER_ERROR and "unknown attack(s) cw" in err
     code, err = _run(["eval", "--iterations", "0"], capsys)
-    assert code == EXIT_USER_ERROR and "--iterations must be >= 1" in err
+    assert code == EXIT_USER_ERROR and "--iterations must be an int >= 1" in err
 
 
 def test_missing_checkpoints(tiny, capsys):

@@ -13,9 +13,11 @@ import pytest
 import torch
 from product_fixtures import write_tiny_models
 
-from ssni.cli import build_parser, main
+from ssni.cli import build_parser, eval_request, main
 from ssni.errors import SSNIUserError
-from ssni.eval.pipeline import ModelBackend, build_eval
+from ssni.eval.backend import ModelBackend
+from ssni.eval.commands import prepare_eval
+from ssni.eval.methods import Method
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +37,7 @@ def tiny(tmp_path_factory):
 
 def _backend(tiny, *extra) -> tuple[ModelBackend, object]:
     args = build_parser().parse_args(["eval", *tiny, "--num-samples", "7", "--batch-size", "7", *extra])
-    _, backend, data, _ = build_eval(args)
+    _, backend, data, _ = prepare_eval(eval_request(args))
     return backend, data
 
 
@@ -45,6 +47,7 @@ def _same(a, b):
 
 @pytest.mark.parametrize("method", ["constant", "ssni-n", "ssni-l", "constant@5"])
 def test_streamed_evaluation_equals_the_chunked_one(tiny, method):
+    method = Method.parse(method)
     plain, data = _backend(tiny)
     streamed, _ = _backend(tiny, "--network-batch", "3")
     assert not plain.streamed(data.images) and streamed.streamed(data.images)
@@ -53,7 +56,7 @@ def test_streamed_evaluation_equals_the_chunked_one(tiny, method):
     b = streamed.evaluate(method, data.images, **args)
     assert torch.equal(a.t, b.t) and torch.equal(a.pred, b.pred)
     _same(a.score_norm, b.score_norm)
-    assert a.t.unique().numel() > 1 or method.startswith("constant")  # heterogeneous t: the engine's real case
+    assert a.t.unique().numel() > 1 or not method.is_ssni  # heterogeneous t: the engine's real case
     # the same per-sample work, at most 3 rows per network call, counted in the backend's totals
     assert streamed.samples_evaluated == plain.samples_evaluated
     stats = [s.stats for s in streamed.streams]
@@ -61,10 +64,15 @@ def test_streamed_evaluation_equals_the_chunked_one(tiny, method):
     assert streamed.network_calls == sum(s.network_calls for s in stats) > plain.network_calls
 
 
+STAGED = {"gns": ((6, 6), (12, 12)), "gdmp": ((5, 5), (7, 7))}
+
+
 def test_purified_images_equal_for_every_host(tiny):
-    for host in ("ddpm", "sde"):
+    for host in ("ddpm", "sde", "gns", "gdmp"):
         plain, data = _backend(tiny)
         spec = replace(plain.preset.purifier, host=host)
+        if host in STAGED:
+            spec = replace(spec, stages=STAGED[host], surrogate_stages=((STAGED[host][0][0], 1),))
         backends = [
             ModelBackend(
                 replace(plain.preset, purifier=spec),
@@ -77,11 +85,25 @@ def test_purified_images_equal_for_every_host(tiny):
             for nb in (None, 2)
         ]
         (xa, ta, ea), (xb, tb, eb) = (
-            b.purify("ssni-n", data.images, seed=3, sample_ids=data.sample_ids) for b in backends
+            b.purify(Method("ssni-n"), data.images, seed=3, sample_ids=data.sample_ids) for b in backends
         )
         assert torch.equal(ta, tb) and backends[1].streamed(data.images)
         _same(xa, xb)
         _same(ea, eb)
+
+
+def test_gns_votes_stream_as_draws(tiny):
+    plain, data = _backend(tiny)
+    spec = replace(plain.preset.purifier, host="gns", stages=STAGED["gns"], surrogate_stages=((6, 1),), votes=3)
+    preset = replace(plain.preset, purifier=spec)
+    calibration = plain.ssni["ssni-n"].calibration
+    chunked, streamed = (ModelBackend(preset, plain.models, calibration, None, "cpu", network_batch=n) for n in (64, 4))
+    assert not chunked.streamed(data.images) and streamed.streamed(data.images)
+    for method in (Method("constant"), Method("ssni-n")):
+        a = chunked.evaluate(method, data.images, seed=5, sample_ids=data.sample_ids)
+        b = streamed.evaluate(method, data.images, seed=5, sample_ids=data.sample_ids)
+        assert torch.equal(a.pred, b.pred) and torch.equal(a.t, b.t)
+    assert streamed.streams[1].stats.purify_evaluations == chunked.purifier.samples_evaluated  # the same work
 
 
 def test_unstreamed_hosts_run_in_network_batches(tiny):
@@ -96,7 +118,7 @@ def test_unstreamed_hosts_run_in_network_batches(tiny):
         network_batch=3,
     )
     assert backend.streams is None and not backend.streamed(data.images)
-    out, t, e = backend.purify("constant", data.images, seed=0, sample_ids=data.sample_ids)
+    out, t, e = backend.purify(Method("constant"), data.images, seed=0, sample_ids=data.sample_ids)
     assert out.shape == data.images.shape and torch.isfinite(out).all() and (t == 12).all()
 
 

@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:
 
 from ssni.eval.distributed import close_world, init_world  # noqa: E402
 from ssni.eval.presets import AttackSpec, Preset, PurifierSpec  # noqa: E402
+from ssni.eval.report import summarize  # noqa: E402
 from ssni.eval.runner import DefenceOutput, EvalConfig, EvalData, run_eval  # noqa: E402
 
 FAKE_PRESET = Preset(
@@ -49,9 +50,9 @@ class FakeBackend:
     def evaluate(self, method, x, *, seed, sample_ids):
         time.sleep(self.sleep)
         e = x.flatten(1).mean(1) * 10 + (sample_ids % 3).float() + seed * 1e-3
-        if method == "ssni-l":
+        if method.kind == "ssni-l":
             t = ((e - e.min()) / (e.max() - e.min() + 1e-6) * 19 + 5).round().long()
-        elif method == "ssni-n":
+        elif method.kind == "ssni-n":
             t = (torch.sigmoid(e - 5) * 24).round().long()
         else:
             t = torch.full_like(sample_ids, 20)
@@ -87,10 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     world = init_world("cpu")
     config = EvalConfig(preset=FAKE_PRESET, out=args.out, progress=False)
-    summary = run_eval(config, FakeBackend(args.sleep), fake_data(), world)
+    final = run_eval(config, FakeBackend(args.sleep), fake_data(), world)
     close_world(world)
-    if summary is not None:
-        print(json.dumps(summary.to_json()))
+    if final is not None:
+        print(json.dumps(summarize(final).to_json()))
 
 
 if __name__ == "__main__":

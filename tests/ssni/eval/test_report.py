@@ -9,6 +9,7 @@ import pytest
 from eval_fakes import FAKE_PRESET, FakeBackend, fake_data
 
 from ssni.cli import main
+from ssni.eval.methods import Method
 from ssni.eval.records import read_results
 from ssni.eval.report import markdown_table, summarize
 from ssni.eval.runner import EvalConfig, run_eval
@@ -17,7 +18,8 @@ from ssni.eval.runner import EvalConfig, run_eval
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "r.jsonl"
-    preset = FAKE_PRESET.with_overrides(methods=("constant", "constant@10", "constant@30", "ssni-n", "ssni-l"))
+    names = ("constant", "constant@10", "constant@30", "ssni-n", "ssni-l")
+    preset = FAKE_PRESET.with_overrides(methods=tuple(Method.parse(m) for m in names))
     run_eval(EvalConfig(preset=preset, out=out, progress=False), FakeBackend(), fake_data())
     return out
 

@@ -15,6 +15,7 @@ from eval_fakes import FAKE_PRESET, FakeBackend, fake_data
 
 from ssni.errors import SSNIUserError
 from ssni.eval.records import read_results
+from ssni.eval.report import summarize
 from ssni.eval.runner import EvalConfig, run_eval
 
 SCRIPT = Path(__file__).with_name("eval_fakes.py")
@@ -22,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(out: Path, **kw):
-    return run_eval(EvalConfig(preset=FAKE_PRESET, out=out, progress=False, **kw), FakeBackend(), fake_data())
+    return summarize(
+        run_eval(EvalConfig(preset=FAKE_PRESET, out=out, progress=False, **kw), FakeBackend(), fake_data())
+    )
 
 
 def _group_counts(path: Path) -> dict:

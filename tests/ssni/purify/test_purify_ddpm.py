@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ssni import DDPMPurifier
-from ssni.purify.base import noise_step
+from ssni.purify.base import noise_word
 from ssni.schedules import alphas_cumprod_padded, ddpm_alphas_cumprod, step_sequence
 from ssni_kernels.reference import STREAM_NOISE_INJECT, STREAM_REVERSE_STEP, normal_noise
 
@@ -18,7 +18,7 @@ def _oracle(model, x, t, n, eta, seed, sample_id, draw=0):
     shape = x.shape[1:]
     xs = (2 * x.to(torch.float64) - 1)[None]
     i0 = max(t - 1, 0)
-    z = normal_noise(shape, seed, ids, noise_step(0, 0, draw), STREAM_NOISE_INJECT).to(torch.float64)
+    z = normal_noise(shape, seed, ids, noise_word(0, 0, draw), STREAM_NOISE_INJECT).to(torch.float64)
     cur = ac[i0 + 1].sqrt() * xs + (1 - ac[i0 + 1]).sqrt() * z
     steps = step_sequence(t, n if n is not None else max(t, 1))
     distinct = sorted(set(steps))
@@ -33,7 +33,7 @@ def _oracle(model, x, t, n, eta, seed, sample_id, draw=0):
         c1 = eta * ((1 - a / an) * (1 - an) / (1 - a)).clamp_min(0).sqrt()
         c2 = (1 - an - c1**2).clamp_min(0).sqrt()
         p = distinct.index(i)
-        z = normal_noise(shape, seed, ids, noise_step(p, 0, draw), STREAM_REVERSE_STEP).to(torch.float64)
+        z = normal_noise(shape, seed, ids, noise_word(p, 0, draw), STREAM_REVERSE_STEP).to(torch.float64)
         cur = an.sqrt() * x0 + c1 * z + c2 * eps
     return ((cur + 1) / 2)[0]
 
@@ -125,7 +125,7 @@ def test_purify_grad_matches_purify_and_reaches_input(tiny_eps, images):
     torch.testing.assert_close(out.detach(), fast, rtol=1e-5, atol=1e-5)
     out.pow(2).sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all() and xg.grad.abs().sum() > 0
-    plain = DDPMPurifier(model, t_star=8, num_steps=3, checkpoint=False)
+    plain = DDPMPurifier(model, t_star=8, num_steps=3, grad_checkpoint=False)
     xg2 = x.clone().requires_grad_(True)
     plain.purify_grad(xg2, t, seed=4).pow(2).sum().backward()
     torch.testing.assert_close(xg.grad, xg2.grad, rtol=1e-5, atol=1e-6)
@@ -144,7 +144,7 @@ def test_surrogate_step_count(tiny_eps, images):
 def test_reverse_shift_quirk(tiny_eps, images):
     model, x = tiny_eps(), images(batch=1)
     pur = DDPMPurifier(model, t_star=10)
-    pur.purify(x, torch.tensor([4]), seed=0, reverse_shift=2)
+    pur.with_index_shift(2).purify(x, torch.tensor([4]), seed=0)  # the shifted copy shares the counter
     assert int(model.labels[0][0]) == 5 and pur.samples_evaluated == 6
 
 

@@ -54,7 +54,7 @@ def test_gradients_reach_input(tiny_eps, images):
 
 def test_guided_step_matches_formula(tiny_eps, images):
     """t = 2: the first step (index 1 → 0) carries Σ·s·∇SSIM; the last (0 → −1) has Σ = 0."""
-    from ssni.purify.base import noise_step
+    from ssni.purify.base import noise_word
     from ssni.schedules import alphas_cumprod_padded, ddpm_alphas_cumprod
     from ssni_kernels.reference import STREAM_NOISE_INJECT, STREAM_REVERSE_STEP, normal_noise
 
@@ -66,15 +66,15 @@ def test_guided_step_matches_formula(tiny_eps, images):
     ac = alphas_cumprod_padded(ddpm_alphas_cumprod())  # ᾱ_i = ac[i + 1]
     xs = (2 * x - 1).to(torch.float64)
     shape = x.shape[1:]
-    z0 = normal_noise(shape, seed, ids, noise_step(0), STREAM_NOISE_INJECT).to(torch.float64)
+    z0 = normal_noise(shape, seed, ids, noise_word(0), STREAM_NOISE_INJECT).to(torch.float64)
     cur = ac[2].sqrt() * xs + (1 - ac[2]).sqrt() * z0  # index t − 1 = 1
     for p, (a, an) in ((1, (ac[2], ac[1])), (0, (ac[1], ac[0]))):
         eps = model(cur.float(), torch.tensor([float(p)])).to(torch.float64)
-        z = normal_noise(shape, seed, ids, noise_step(p), STREAM_REVERSE_STEP).to(torch.float64)
+        z = normal_noise(shape, seed, ids, noise_word(p), STREAM_REVERSE_STEP).to(torch.float64)
         x0 = (cur - (1 - a).sqrt() * eps) / a.sqrt()
         var = (1 - a / an) * (1 - an) / (1 - a)
         nxt = an.sqrt() * x0 + var.sqrt() * z + (1 - an - var).sqrt() * eps
-        zr = normal_noise(shape, seed, ids, noise_step(p + 1), STREAM_NOISE_INJECT).to(torch.float64)
+        zr = normal_noise(shape, seed, ids, noise_word(p + 1), STREAM_NOISE_INJECT).to(torch.float64)
         ref = a.sqrt() * xs + (1 - a).sqrt() * zr
         leaf = cur.clone().requires_grad_(True)
         (g,) = torch.autograd.grad(ssim(leaf, ref).sum(), leaf)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ssni import DDPMPurifier, GNSDefense, GNSPurifier, majority_vote
-from ssni.purify.ddpm import inject
+from ssni.purify.walks import run_active
 
 
 def test_stages_chain_ddpm(tiny_eps, images):
@@ -20,9 +20,8 @@ def test_stages_chain_ddpm(tiny_eps, images):
     host = DDPMPurifier(model, t_star=5)
     cur = 2 * x - 1
     for stage in range(2):
-        ts = t[:, stage]
-        noisy = inject(cur, ts, host.alphas_cumprod, seed=2, sample_ids=ids, draw=0, stage=stage)
-        cur = host.reverse(noisy, ts, num_steps=None, seed=2, sample_ids=ids, draw=0, grad=False, stage=stage)
+        walks = host.plan(cur, t[:, stage], ids, seed=2, draw=0, stage=stage, num_steps=None)
+        cur = run_active(host, walks, ids, seed=2, grad=False)
     torch.testing.assert_close(out, (cur + 1) / 2)
 
 

@@ -9,7 +9,7 @@ import torch
 
 import ssni_kernels
 from ssni import SDEPurifier
-from ssni.purify.base import noise_step
+from ssni.purify.base import noise_word
 from ssni.schedules import ddpm_alphas_cumprod, vp_beta, vp_sigma
 from ssni_kernels.reference import STREAM_NOISE_INJECT, STREAM_VP_SDE_STEP, normal_noise
 
@@ -30,7 +30,7 @@ def _oracle(model, x, t, seed, sample_id, label="continuous"):
     ids = torch.tensor([sample_id])
     ac = ddpm_alphas_cumprod()
     xs = (2 * x.to(torch.float64) - 1)[None]
-    z = normal_noise(x.shape, seed, ids, noise_step(0), STREAM_NOISE_INJECT).to(torch.float64)
+    z = normal_noise(x.shape, seed, ids, noise_word(0), STREAM_NOISE_INJECT).to(torch.float64)
     a = ac[max(t, 1) - 1]
     cur = a.sqrt() * xs + (1 - a).sqrt() * z
     n = max(t, 1)
@@ -41,7 +41,7 @@ def _oracle(model, x, t, seed, sample_id, label="continuous"):
         with torch.no_grad():
             eps = model(cur.float(), torch.tensor([lab], dtype=torch.float32)).to(torch.float64)
         beta, sigma = vp_beta(tau), vp_sigma(tau)
-        zk = normal_noise(x.shape, seed, ids, noise_step(n - 1 - k), STREAM_VP_SDE_STEP).to(torch.float64)
+        zk = normal_noise(x.shape, seed, ids, noise_word(n - 1 - k), STREAM_VP_SDE_STEP).to(torch.float64)
         cur = cur + (0.5 * beta * cur - beta * eps / sigma) * delta + math.sqrt(beta * delta) * zk
     return ((cur + 1) / 2)[0]
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssni import SSNI, Calibration, DDPMPurifier, GNSPurifier, SDEPurifier, eps_score_norm
-from ssni.purify.stream import StreamingPurifier
+from ssni import SSNI, Calibration, DDPMPurifier, GDMPPurifier, GNSPurifier, SDEPurifier, eps_score_norm
+from ssni.purify import StreamingPurifier
 
 T = torch.tensor([0, 3, 9, 6, 1, 12, 5, 5, 7, 2])
 IDS = torch.arange(100, 110)
 
 HOSTS = {
-    "ddpm": lambda m: DDPMPurifier(m, t_star=10),
-    "ddpm-n4": lambda m: DDPMPurifier(m, t_star=10, num_steps=4),
-    "ddim-n4": lambda m: DDPMPurifier(m, t_star=10, num_steps=4, eta=0.0),
-    "sde": lambda m: SDEPurifier(m, t_star=10),
-    "sde-discrete": lambda m: SDEPurifier(m, t_star=10, label="discrete"),
+    "ddpm": lambda m, **kw: DDPMPurifier(m, t_star=10, **kw),
+    "ddpm-n4": lambda m, **kw: DDPMPurifier(m, t_star=10, num_steps=4, **kw),
+    "ddim-n4": lambda m, **kw: DDPMPurifier(m, t_star=10, num_steps=4, eta=0.0, **kw),
+    "sde": lambda m, **kw: SDEPurifier(m, t_star=10, **kw),
+    "sde-discrete": lambda m, **kw: SDEPurifier(m, t_star=10, label="discrete", **kw),
 }
 
 
@@ -46,6 +46,62 @@ def test_equals_plain_purifier_in_any_order(tiny_eps, images, host, batch_size):
     _close(out, ref[perm])
     assert stream.stats.samples_evaluated == pur.samples_evaluated  # the same per-sample work, Σ L_b
     assert stream.stats.purify_evaluations == stream.stats.samples_evaluated
+
+
+MULTI_STAGE = {
+    "gns": lambda m: GNSPurifier(m, t_star=(3, 3, 5, 8), grad_t_star=(3,), grad_num_steps=1),
+    "gns-n2": lambda m: GNSPurifier(m, t_star=(4, 6), num_steps=(2, None), grad_t_star=(4,), grad_num_steps=1),
+    "gdmp": lambda m: GDMPPurifier(m, t_star=(4, 4, 6), guidance=None),
+    "gdmp-inject-at-t": lambda m: GDMPPurifier(m, t_star=(4, 5), guidance=None, reference_inject_at_t=True),
+}
+
+
+def _stage_t(pur, n: int, seed: int = 0) -> torch.Tensor:
+    """Random per-sample, per-stage t in [0, t*_s] (int64 [n, S])."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randint(0, s + 1, (n,), generator=g) for s in pur.t_star], dim=1)
+
+
+@pytest.mark.parametrize("host", MULTI_STAGE)
+@pytest.mark.parametrize("batch_size", [1, 5, 64])
+def test_multi_stage_hosts_equal_plain_in_any_order(tiny_eps, images, host, batch_size):
+    model, x = tiny_eps(), images(batch=10)
+    pur = MULTI_STAGE[host](model)
+    t = _stage_t(pur, 10, seed=batch_size)
+    ref = pur.purify(x, t, seed=3, sample_ids=IDS, draw=2)
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(batch_size))
+    stream = StreamingPurifier(pur, batch_size=batch_size)
+    _close(stream.purify_all(x[perm], t[perm], seed=3, sample_ids=IDS[perm], draw=2), ref[perm])
+    assert stream.stats.samples_evaluated == pur.samples_evaluated
+    stream.reset()
+    _close(stream.purify_all(x, seed=3, sample_ids=IDS), pur.purify(x, seed=3, sample_ids=IDS))
+
+
+def test_draws_stream_together_and_equal_the_vote_runs(tiny_eps, images):
+    """GNS's vote runs are independent draws: streamed together, each equals the plain purifier's draw."""
+    model, x = tiny_eps(), images(batch=6)
+    pur = MULTI_STAGE["gns"](model)
+    t = _stage_t(pur, 6)
+    stream = StreamingPurifier(pur, batch_size=8)
+    out = stream.purify_draws(x, t, seed=1, sample_ids=IDS[:6], draws=(4, 5, 6))
+    assert out.shape == (3, *x.shape)
+    for r, draw in enumerate((4, 5, 6)):
+        _close(out[r], pur.purify(x, t, seed=1, sample_ids=IDS[:6], draw=draw))
+    assert not torch.equal(out[0], out[1])
+    with pytest.raises(ValueError, match="distinct"):
+        stream.purify_draws(x, t, seed=1, sample_ids=IDS[:6], draws=(1, 1))
+
+
+def test_ssni_over_a_multi_stage_host(tiny_eps, images):
+    model = tiny_eps()
+    cal = _calibration(model, images(batch=8, seed=1))
+    ssni = SSNI(MULTI_STAGE["gns"](model), cal, tau=0.5 * cal.tau, bias=1)
+    x = images(batch=7, seed=2)
+    stream = StreamingPurifier(ssni, batch_size=16)
+    out = stream.purify_draws(x, seed=5, sample_ids=IDS[:7], draws=(0, 1))
+    _close(out[0], ssni.purify(x, seed=5, sample_ids=IDS[:7]))
+    _close(out[1], ssni.purify(x, seed=5, sample_ids=IDS[:7], draw=1))
+    assert stream.stats.score_evaluations == 3 * 7  # one score norm per sample, shared by its draws
 
 
 def test_constant_t_star_runs_full_batches(tiny_eps, images):
@@ -172,8 +228,8 @@ def test_refusals(tiny_eps, images):
     pur = DDPMPurifier(model, t_star=4)
     with pytest.raises(ValueError, match="batch_size"):
         StreamingPurifier(pur, batch_size=0)
-    with pytest.raises(TypeError, match="GNSPurifier"):
-        StreamingPurifier(GNSPurifier(model))
+    with pytest.raises(ValueError, match="batch execution only"):
+        StreamingPurifier(GDMPPurifier(model, guidance="ssim"))
     with pytest.raises(ValueError, match="network_dtype"):
         StreamingPurifier(pur, network_dtype=torch.float64)
     with pytest.raises(ValueError, match="compile"):
@@ -217,8 +273,7 @@ def test_compiled_network_equals_eager(tiny_eps, images):
 @pytest.mark.parametrize("host", ["ddpm", "sde"])
 def test_host_resolution_resizes_like_the_plain_purifier(tiny_eps, images, host):
     model, x = tiny_eps(), images(batch=5, size=6)
-    pur = HOSTS[host](model)
-    pur.resolution = 8
+    pur = HOSTS[host](model, resolution=8)
     ref = pur.purify(x, T[:5], seed=4, sample_ids=IDS[:5])
     sizes = set()
     model.register_forward_hook(lambda module, args, out: sizes.add(tuple(args[0].shape[-2:])))
@@ -230,8 +285,7 @@ def test_host_resolution_resizes_like_the_plain_purifier(tiny_eps, images, host)
 
 def test_resolution_with_ssni_scores_at_input_size_then_takes_t(tiny_eps, images):
     model, x = tiny_eps(), images(batch=5, size=6)
-    pur = DDPMPurifier(model, t_star=10)
-    pur.resolution = 8
+    pur = DDPMPurifier(model, t_star=10, resolution=8)
     ssni = SSNI(pur, _calibration(model, images(batch=4, seed=1)))
     stream = StreamingPurifier(ssni, batch_size=4)
     with pytest.raises(ValueError, match="score_all first"):
@@ -249,10 +303,11 @@ def test_one_step_call_per_round_for_rows_at_different_steps(tiny_eps, images):
     """Rows at different positions of their own walks share one reverse_step call (a step word per row)."""
     model, x = tiny_eps(), images(batch=10)
     pur = DDPMPurifier(model, t_star=10)
+    ref = pur.purify(x, T, seed=6, sample_ids=IDS)
     stream = StreamingPurifier(pur, batch_size=4)
     calls = []
-    apply = stream.host.apply
-    stream.host.apply = lambda *args, **kwargs: calls.append(args[4].tolist()) or apply(*args, **kwargs)
-    _close(stream.purify_all(x, T, seed=6, sample_ids=IDS), pur.purify(x, T, seed=6, sample_ids=IDS))
+    apply = pur.apply
+    pur.apply = lambda *args, **kwargs: calls.append(args[4].tolist()) or apply(*args, **kwargs)
+    _close(stream.purify_all(x, T, seed=6, sample_ids=IDS), ref)
     assert len(calls) == stream.stats.network_calls
     assert any(len(set(words)) > 1 for words in calls)  # mixed steps in one call

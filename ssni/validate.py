@@ -1,10 +1,39 @@
-"""Input checks shared by the score norm, calibration and purifiers: one clear error naming the argument."""
+"""Input checks of the algorithm layer (the one place they live): a clear error naming the argument.
+
+Library functions raise ValueError/TypeError; the CLI validates user input before it reaches them and turns only
+user-error types into one line (`ssni.errors`). The ops of `ssni_kernels` have their own checks (`_checks.py`).
+"""
 
 from __future__ import annotations
 
 import torch
 
 MAX_SEED = 2**63 - 1  # the op schemas take a signed int64 seed
+
+
+def _bounds(low: int | None, high: int | None) -> str:
+    if low is not None and high is not None:
+        return f" in [{low}, {high}]"
+    return f" >= {low}" if low is not None else f" <= {high}" if high is not None else ""
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None, optional: bool = False):
+    """`value` must be an int (not a bool) in [low, high] (None: unbounded); with `optional`, None passes."""
+    if value is None and optional:
+        return None
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    ok = ok and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        either = "None or " if optional else ""
+        raise ValueError(f"{name} must be {either}an int{_bounds(low, high)}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices) -> object:
+    """`value` must be one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
 
 
 def check_images(x, name: str = "x", *, unit_range: bool = True) -> torch.Tensor:
@@ -27,8 +56,9 @@ def check_images(x, name: str = "x", *, unit_range: bool = True) -> torch.Tensor
 
 
 def check_seed(seed) -> int:
+    """A seed of the ops' Philox key: an int in [0, 2**63 − 1]."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+        raise ValueError(f"seed must be an int in [0, 2**63 - 1], got {seed!r}")
     return seed
 
 
@@ -45,6 +75,13 @@ def check_sample_ids(sample_ids, batch: int, device) -> torch.Tensor:
     if (sample_ids < 0).any():
         raise ValueError("sample_ids must be >= 0")
     return sample_ids.to(device=device, dtype=torch.int64)
+
+
+def check_unique_ids(sample_ids: torch.Tensor) -> torch.Tensor:
+    """Sample ids that name outputs must not repeat."""
+    if torch.unique(sample_ids).numel() != sample_ids.numel():
+        raise ValueError("sample_ids must be unique")
+    return sample_ids
 
 
 def check_timesteps(t, batch: int, num_stages: int | None, device, max_t: int = 1000) -> torch.Tensor:

@@ -14,12 +14,11 @@ import torch
 from torch import nn
 
 from ssni.calibration import Calibration
-from ssni.checks import check_images, check_sample_ids, check_seed
 from ssni.models.interface import CallCounter
 from ssni.purify.base import Purifier
-from ssni.purify.ddpm import DDPMPurifier
 from ssni.reweight import linear_t, sigmoid_t
 from ssni.score import eps_score_norm
+from ssni.validate import check_choice, check_images, check_int, check_sample_ids, check_seed
 
 __all__ = ["SSNI"]
 
@@ -35,7 +34,8 @@ class SSNI(nn.Module):
     bias: b; score_model: the ε-network for the norm (None: the purifier's own); num_levels: T' (None: the
     calibration's; must match it); chunk_size: most samples per score-network call; model_id: if given, checked
     against the calibration; reference_linear_shift: the §10 quirk of the authors' SSNI-L code (reverse walk
-    shifted up by b, noise still at t − 1; DDPMPurifier only; off by default).
+    shifted up by b, noise still at t − 1; hosts with a discrete walk only; off by default): `purifier` is then
+    the host's shifted copy (same network and counter).
     Counters: `score_counter` (the norm) and the purifier's `counter`; `network_calls`/`samples_evaluated` sum them.
     """
 
@@ -58,17 +58,16 @@ class SSNI(nn.Module):
             raise TypeError(f"purifier must be a ssni Purifier, got {type(purifier).__name__}")
         if not isinstance(calibration, Calibration):
             raise TypeError(f"calibration must be a ssni.Calibration, got {type(calibration).__name__}")
-        if reweight not in REWEIGHTS:
-            raise ValueError(f"reweight must be one of {REWEIGHTS}, got {reweight!r}")
-        if linear_minmax not in LINEAR_MINMAX:
-            raise ValueError(f"linear_minmax must be one of {LINEAR_MINMAX}, got {linear_minmax!r}")
-        if isinstance(bias, bool) or not isinstance(bias, int) or bias < 0:
-            raise ValueError(f"bias must be an int >= 0, got {bias!r}")
+        check_choice("reweight", reweight, REWEIGHTS)
+        check_choice("linear_minmax", linear_minmax, LINEAR_MINMAX)
+        check_int("bias", bias, low=0)
         tau = calibration.tau if tau is None else float(tau)
         if reweight == "sigmoid" and not tau > 0:
             raise ValueError(f"tau must be > 0, got {tau!r}")
-        if reference_linear_shift and (reweight != "linear" or not isinstance(purifier, DDPMPurifier)):
-            raise ValueError("reference_linear_shift applies to reweight='linear' with a DDPMPurifier only")
+        if reference_linear_shift:
+            if reweight != "linear":
+                raise ValueError("reference_linear_shift applies to reweight='linear' only")
+            purifier = purifier.with_index_shift(bias)
         calibration.check(model_id=model_id, num_levels=num_levels)
         stars = purifier.t_star if isinstance(purifier.t_star, tuple) else (purifier.t_star,)
         if max(stars) - 1 + bias > 1000:
@@ -134,9 +133,6 @@ class SSNI(nn.Module):
         return self.timesteps_from_scores(e).to(x.device), e
 
     # ------------------------------------------------------------------------------------------- purify
-    def purify_options(self) -> dict:
-        return {"reverse_shift": self.bias} if self.reference_linear_shift else {}
-
     @torch.no_grad()
     def purify(
         self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0
@@ -148,7 +144,7 @@ class SSNI(nn.Module):
         ids = check_sample_ids(sample_ids, x.shape[0], x.device)
         if t is None:
             t, _ = self.timesteps(x, seed=seed, sample_ids=ids)
-        return self.purifier.purify(x, t, seed=seed, sample_ids=ids, draw=draw, **self.purify_options())
+        return self.purifier.purify(x, t, seed=seed, sample_ids=ids, draw=draw)
 
     def purify_grad(
         self,
@@ -165,9 +161,7 @@ class SSNI(nn.Module):
         if t is None:
             with torch.no_grad():
                 t, _ = self.timesteps(x.detach(), seed=seed, sample_ids=sample_ids)
-        return self.purifier.purify_grad(
-            x, t, seed=seed, sample_ids=sample_ids, num_steps=num_steps, draw=draw, **self.purify_options()
-        )
+        return self.purifier.purify_grad(x, t, seed=seed, sample_ids=sample_ids, num_steps=num_steps, draw=draw)
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0

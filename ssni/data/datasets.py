@@ -1,0 +1,82 @@
+"""One entry point per use for the datasets the presets name: the evaluation subset and the calibration images.
+
+- mnist: the embedded test split, RandomState(0).choice(10000, n); calibration from the embedded train split.
+- cifar10: the user's test batch, RandomState(0).choice(10000, 512)[:n]; calibration from the training batches.
+- imagenet: the user's val class folders, RandomState(data_seed).choice(50000, 128)[:n]; calibration from the
+  class folders given for it.
+
+Calibration draws RandomState(0).choice(n_train, n, replace=False) (`subsets.calibration_subset`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ssni.data import subsets
+from ssni.errors import SSNIUserError
+
+__all__ = ["DATASETS", "evaluation_subset", "calibration_images"]
+
+DATASETS = ("mnist", "cifar10", "imagenet")
+_FOLDER = {"cifar10": "the CIFAR-10 python batches folder", "imagenet": "ImageNet class folders"}
+
+
+def _root(dataset: str, root: Path | None, flag: str, what: str) -> Path:
+    if root is None:
+        raise SSNIUserError(f"{what} needs {flag} ({_FOLDER[dataset]})")
+    return Path(root)
+
+
+def evaluation_subset(
+    dataset: str, num_samples: int, root: Path | None, *, image_size: int, data_seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images [n, C, H, W] in [0, 1], labels int64 [n], dataset indices int64 [n]) of the protocol subset."""
+    if dataset == "mnist":
+        from ssni.data.mnist import load_mnist
+
+        index = subsets.mnist_test_subset(num_samples)
+        split = load_mnist("test", size=image_size).subset(index)
+        images, labels = split.images, split.labels
+    elif dataset == "cifar10":
+        from ssni.data.cifar10 import load_cifar10
+
+        root = _root(dataset, root, "--data", "this preset")
+        index = (
+            subsets.cifar10_test_subset(subsets.CIFAR10_EVAL_SUBSET)[:num_samples]
+            if num_samples <= subsets.CIFAR10_EVAL_SUBSET
+            else subsets.protocol_subset(subsets.CIFAR10_TEST_SIZE, num_samples)
+        )
+        x, y = load_cifar10(root, "test")
+        images, labels = x[index], y[index]
+    elif dataset == "imagenet":
+        from ssni.data.imagenet import load_imagenet_subset
+
+        root = _root(dataset, root, "--data", "this preset")
+        index = subsets.imagenet_val_subset(data_seed, max(num_samples, subsets.IMAGENET_EVAL_SUBSET))[:num_samples]
+        images, labels = load_imagenet_subset(root, index)
+    else:
+        raise SSNIUserError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+    return images.contiguous(), labels, torch.as_tensor(index, dtype=torch.int64)
+
+
+def calibration_images(dataset: str, num_samples: int, root: Path | None, *, image_size: int) -> torch.Tensor:
+    """Clean TRAINING images of spec §3: RandomState(0).choice(n_train, num_samples, replace=False)."""
+    if dataset == "mnist":
+        from ssni.data.mnist import load_mnist
+
+        train = load_mnist("train", size=image_size)
+        return train.images[torch.as_tensor(subsets.calibration_subset(len(train), num_samples))]
+    if dataset == "cifar10":
+        from ssni.data.cifar10 import load_cifar10
+
+        x, _ = load_cifar10(_root(dataset, root, "--data", "calibrating this preset"), "train")
+        return x[torch.as_tensor(subsets.calibration_subset(x.shape[0], num_samples))]
+    if dataset == "imagenet":
+        from ssni.data.imagenet import list_imagenet_val, load_imagenet_subset
+
+        root = _root(dataset, root, "--data", "calibrating this preset")
+        index = subsets.calibration_subset(len(list_imagenet_val(root)), num_samples)
+        return load_imagenet_subset(root, index)[0]
+    raise SSNIUserError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")

@@ -1,0 +1,192 @@
+"""The real evaluation backend: defences built from one host purifier, attacks from `ssni.attacks`.
+
+`ModelBackend` is what `ssni.eval.runner` runs (its `Backend` protocol) and what `ssni purify` uses: per method it
+builds the defence (constant t*, a constant t of a sweep, SSNI-N, SSNI-L around the same host purifier) and runs
+the attacks against it (`AdaptiveSSNI` for SSNI: t recomputed at every attack iteration).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ssni.errors import SSNIUserError
+from ssni.eval.loading import Models, build_purifier
+from ssni.eval.methods import Method
+from ssni.eval.presets import AttackSpec, Preset
+from ssni.eval.runner import DefenceOutput
+from ssni.validate import check_int
+
+__all__ = ["ModelBackend", "recorded_t"]
+
+
+def _runs(n: int, size: int) -> list[slice]:
+    """Consecutive slices of at most `size` covering range(n)."""
+    return [slice(s, s + size) for s in range(0, n, size)]
+
+
+def recorded_t(t: Tensor) -> Tensor:
+    """The t a record keeps: t [B] itself, or for a multi-stage host ([B, S]) the largest stage's t."""
+    return t.max(dim=1).values if t.dim() == 2 else t
+
+
+class ModelBackend:
+    """Defences and attacks on the preset's models.
+
+    network_batch: the most rows the diffusion network evaluates in one call outside the attacks' gradients
+    (score norms and purification; None: the preset's batch size). Inputs with more samples than that go through
+    the streaming engine (`ssni.purify.StreamingPurifier`, continuous batching at network_batch rows) when the host
+    streams (every host but guided GDMP); GNS's vote runs stream together as draws. The results equal the chunked
+    path's up to float rounding, since every sample's noise is keyed on (seed, sample id, noise word).
+    """
+
+    def __init__(self, preset: Preset, models: Models, calibration, tau: float | None, device: str, network_batch=None):
+        from ssni import SSNI
+
+        network_batch = check_int("network_batch", preset.batch_size if network_batch is None else network_batch, low=1)
+        self.preset = preset
+        self.models = models
+        self.device = device
+        self.network_batch = network_batch
+        self.votes = preset.purifier.votes
+        self.purifier = build_purifier(preset.purifier, models.diffusion).to(device)
+        common = dict(bias=preset.bias, chunk_size=network_batch)
+        self.ssni = {
+            "ssni-n": SSNI(self.purifier, calibration, reweight="sigmoid", tau=tau, **common),
+            "ssni-l": SSNI(self.purifier, calibration, reweight="linear", **common),
+        }
+        self.streams = self._streams()
+
+    def _streams(self):
+        """(score engine, purification engine) when the host streams, else None."""
+        from ssni.purify import StreamingPurifier
+
+        if not self.purifier.streamable:
+            return None
+        # t is always given to the purification engine (SSNI-L's batch min/max is the chunk's, as unstreamed)
+        return (
+            StreamingPurifier(self.ssni["ssni-n"], self.network_batch),
+            StreamingPurifier(self.purifier, self.network_batch),
+        )
+
+    def _counters(self):
+        engines = [s.stats for s in self.streams or ()]
+        return [self.purifier.counter, *(s.score_counter for s in self.ssni.values()), *engines]
+
+    @property
+    def network_calls(self) -> int:
+        """Forward passes of the diffusion network so far (purification, score norms, attack gradients)."""
+        return sum(c.network_calls for c in self._counters())
+
+    @property
+    def samples_evaluated(self) -> int:
+        """Per-sample evaluations of the diffusion network so far."""
+        return sum(c.samples_evaluated for c in self._counters())
+
+    def streamed(self, x: Tensor) -> bool:
+        """Whether x goes through the streaming engine: a streamed host and more rows than network_batch."""
+        return self.streams is not None and x.shape[0] * self.votes > self.network_batch
+
+    def scores(self, x: Tensor, *, seed: int, sample_ids: Tensor) -> Tensor:
+        """The EPS score norm e [N] of every sample (it depends on the model, T', seed and id, not the method)."""
+        if self.streams is not None and x.shape[0] > self.network_batch:
+            return self.streams[0].score_all(x, seed=seed, sample_ids=sample_ids)
+        score, dev = self.ssni["ssni-n"].scores, self.device
+        runs = _runs(x.shape[0], self.preset.batch_size)
+        return torch.cat([score(x[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev)) for r in runs])
+
+    def timesteps(self, method: Method, e: Tensor) -> Tensor:
+        """`method`'s t for one chunk of score norms e [B] (SSNI-L's min/max take the chunk as its batch)."""
+        if method.is_ssni:
+            return self.ssni[method.kind].timesteps_from_scores(e).to(e.device)
+        t = self.purifier.constant_t(e.shape[0], e.device)
+        if method.t is not None:
+            if t.dim() != 1:
+                raise SSNIUserError(f"{method}: a constant-t sweep needs a single-stage purifier")
+            t = torch.full_like(t, method.t)
+        return t
+
+    def method_timesteps(self, method: Method, x: Tensor, *, seed: int, sample_ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(t, e) for x [N]: e for every sample, t per chunk of the preset's batch size."""
+        e = self.scores(x, seed=seed, sample_ids=sample_ids).to(x.device)
+        t = torch.cat([self.timesteps(method, e[r]) for r in _runs(x.shape[0], self.preset.batch_size)])
+        return t, e
+
+    def purify_draws(self, x: Tensor, t: Tensor, *, seed: int, sample_ids: Tensor, draws) -> Tensor:
+        """[R, N, ...]: purifications of x [N] in [0, 1] (any device) at t, one per noise draw, on x's device;
+        streamed when `streamed(x)`, else the host in runs of network_batch samples."""
+        if self.streamed(x):
+            return self.streams[1].purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=draws)
+        dev = self.device
+
+        def one_draw(draw: int) -> Tensor:
+            parts = [
+                self.purifier.purify(x[r].to(dev), t[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev), draw=draw)
+                for r in _runs(x.shape[0], self.network_batch)
+            ]
+            return torch.cat(parts).to(x.device)
+
+        return torch.stack([one_draw(d) for d in draws])
+
+    def purify(self, method: Method, x: Tensor, *, seed: int, sample_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(x̂, t, e) for x [N] in [0, 1] on any device (results on x's device): the defence's own draw 0."""
+        t, e = self.method_timesteps(method, x, seed=seed, sample_ids=sample_ids)
+        return self.purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=(0,))[0], t, e
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Predicted labels [N] on the CPU, in runs of the preset's batch size."""
+        return self.logits(x).argmax(dim=1)
+
+    def logits(self, x: Tensor) -> Tensor:
+        """The classifier's logits [N, K] on the CPU, in runs of the preset's batch size."""
+        runs = _runs(x.shape[0], self.preset.batch_size)
+        return torch.cat([self.models.classifier(x[r].to(self.device)).cpu() for r in runs])
+
+    @torch.no_grad()
+    def evaluate(self, method: Method, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
+        from ssni import majority_vote
+        from ssni.purify.gns import vote_draw
+
+        x, ids = x.to(self.device), sample_ids.to(self.device)
+        t, e = self.method_timesteps(method, x, seed=seed, sample_ids=ids)
+        draws = [vote_draw(0, self.votes, r) for r in range(self.votes)]
+        purified = self.purify_draws(x, t, seed=seed, sample_ids=ids, draws=draws)
+        if self.votes > 1:
+            pred = majority_vote([self.logits(p) for p in purified])[1]
+        else:
+            pred = self.classify(purified[0])
+        return DefenceOutput(pred.cpu(), recorded_t(t).cpu(), e.float().cpu())
+
+    def defended(self, method: Method, seed: int):
+        """The `DefendedModel` attacks see for `method` (adaptive for SSNI)."""
+        from ssni import GNSDefense
+        from ssni.attacks import AdaptiveSSNI, PurifiedClassifier
+
+        defence = self.ssni[method.kind] if method.is_ssni else self.purifier
+        predict = None
+        if self.votes > 1:  # success is judged on the majority vote, as the defence predicts
+            vote = GNSDefense(defence, self.models.classifier, self.votes)
+
+            def predict(x_in, *, sample_ids):
+                t_in = None if method.t is None else torch.full((x_in.shape[0],), method.t, device=x_in.device)
+                counts, _ = vote.votes(x_in, t_in, seed=seed, sample_ids=sample_ids)
+                return counts.float()
+
+        if method.is_ssni:
+            return AdaptiveSSNI(defence, self.models.classifier, seed, predict=predict)
+        # an int, not a per-batch tensor: attacks re-batch (AutoAttack's second stage runs on a subset)
+        return PurifiedClassifier(defence, self.models.classifier, seed, t=method.t, predict=predict)
+
+    def attack(self, method: Method, attack: AttackSpec, x, y, *, seed: int, sample_ids, on_iteration=None) -> Tensor:
+        from ssni.attacks import autoattack_rand, bpda_eot, pgd_eot
+
+        x, y, ids = x.to(self.device), y.to(self.device), sample_ids.to(self.device)
+        model = self.defended(method, seed)
+        common = dict(sample_ids=ids, norm=attack.norm, eps=attack.eps, iterations=attack.iterations, eot=attack.eot)
+        if attack.name.startswith("autoattack"):
+            result = autoattack_rand(model, x, y, seed=seed, on_iteration=on_iteration, **common)
+        elif attack.name.startswith("bpda"):
+            result = bpda_eot(model, x, y, step_size=attack.step_size, on_iteration=on_iteration, **common)
+        else:
+            result = pgd_eot(model, x, y, step_size=attack.step_size, on_iteration=on_iteration, **common)
+        return result.x_adv.detach().cpu()

@@ -1,0 +1,143 @@
+"""The evaluation commands as library functions: each takes a typed request (`ssni.eval.requests`) and returns
+what the CLI prints; none reads argparse.
+
+    prepare_eval(EvalRequest)          → (EvalConfig, ModelBackend, EvalData, device) for `ssni.eval.runner.run_eval`
+    purify_images(PurifyRequest)       → (purified .pt, per-sample table)
+    calibrate_files(CalibrateRequest)  → (calibration file, a summary text)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from ssni.errors import SSNIUserError
+from ssni.eval.backend import ModelBackend, recorded_t
+from ssni.eval.loading import load_calibration, load_calibration_images, load_eval_data, load_models, resolve_device
+from ssni.eval.presets import resolve_preset
+from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest
+from ssni.eval.runner import EvalConfig, EvalData
+
+__all__ = ["prepare_eval", "purify_images", "calibrate_files"]
+
+
+def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalData, str]:
+    """Everything `ssni eval` runs: the resolved configuration, the backend on the models, the evaluation data."""
+    preset = resolve_preset(request.preset, request.overrides, smoke=request.smoke)
+    src = request.sources
+    device = resolve_device(src.device)
+    models = load_models(preset, src, device)
+    calibration = load_calibration(preset, src.calibration, models, preset.num_levels)
+    data = load_eval_data(preset, src.data, src.data_seed)
+    out = request.out or Path("ssni-results") / f"{preset.name}{'-smoke' if request.smoke else ''}.jsonl"
+    identities = {
+        "diffusion": models.diffusion_id,
+        "classifier": models.classifier_id,
+        "calibration_tau": repr(request.tau if request.tau is not None else calibration.tau),
+        "calibration_mean": repr(calibration.mean),
+        "data_seed": str(src.data_seed),
+    }
+    config = EvalConfig(
+        preset=preset, out=Path(out), identities=identities, overwrite=request.overwrite, progress=request.progress
+    )
+    backend = ModelBackend(preset, models, calibration, request.tau, device, request.network_batch)
+    return config, backend, data, device
+
+
+def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
+    """`ssni purify`: purified images (.pt) and a per-sample table of score norm and t (.csv or .json)."""
+    from ssni.data.images import load_images
+
+    preset = resolve_preset(request.preset, request.overrides)
+    src = request.sources
+    device = resolve_device(src.device)
+    if request.images is not None:
+        images = load_images(request.images, channels=preset.channels, size=preset.image_size)
+        labels, ids = None, torch.arange(images.shape[0])
+    else:
+        data = load_eval_data(preset, src.data, src.data_seed)
+        images, labels, ids = data.images, data.labels, data.sample_ids
+    models = load_models(preset, src, device)
+    calibration = load_calibration(preset, src.calibration, models, preset.num_levels)
+    backend = ModelBackend(preset, models, calibration, request.tau, device, request.network_batch)
+    with torch.no_grad():
+        purified, t, e = backend.purify(request.method, images, seed=request.seed, sample_ids=ids)
+        pred = backend.classify(purified)
+    t_rec = recorded_t(t)
+    rows = []
+    for i in range(images.shape[0]):
+        row = {
+            "index": i,
+            "sample_id": int(ids[i]),
+            "score_norm": float(e[i]),
+            "t": int(t_rec[i]),
+            "pred": int(pred[i]),
+        }
+        if labels is not None:
+            row["label"] = int(labels[i])
+        rows.append(row)
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(purified.cpu(), request.out)
+    scores_path = request.scores_path
+    if scores_path.suffix == ".json":
+        payload = {"method": str(request.method), "kind": request.method.kind, "seed": request.seed, "samples": rows}
+        scores_path.write_text(json.dumps(payload, indent=1) + "\n")
+    else:
+        with open(scores_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return request.out, scores_path
+
+
+def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
+    """`ssni calibrate`: clean score-norm statistics of the §3 reference set and a proposed τ."""
+    from ssni import Calibration, calibrate, tau_sweep
+
+    preset = resolve_preset(request.preset, request.overrides)
+    src = request.sources
+    device = resolve_device(src.device)
+    models = load_models(preset, src, device, classifier=False)
+    images = load_calibration_images(preset, src.data, request.num_samples or preset.calibration_samples)
+    adversarial = None
+    if request.adversarial is not None:
+        from ssni.eval.records import CLEAN, read_results
+
+        norms = [r["score_norm"] for r in read_results(request.adversarial).records if r["attack"] != CLEAN]
+        if not norms:
+            raise SSNIUserError(f"{request.adversarial} has no adversarial records")
+        adversarial = torch.tensor(norms, dtype=torch.float64)
+    cal = calibrate(
+        models.diffusion,
+        images,
+        model_id=models.diffusion_id,
+        num_levels=preset.num_levels,
+        seed=request.seed,
+        batch_size=preset.batch_size,
+        device=device,
+    )
+    if adversarial is not None:  # τ from clean and adversarial norms (the norms of records, not images)
+        cal = Calibration.from_norms(
+            cal.norms,
+            model_id=cal.model_id,
+            num_levels=cal.num_levels,
+            resolution=cal.resolution,
+            seed=cal.seed,
+            adv_norms=adversarial,
+        )
+    if request.tau is not None:
+        cal = cal.with_tau(request.tau)
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    path = cal.save(request.out)
+    sweep = ", ".join(f"{t:.4g}" for t in tau_sweep(cal))
+    text = (
+        f"clean score norms of {cal.num_samples} training images (T'={cal.num_levels}, seed {cal.seed}, model "
+        f"{cal.model_id}):\n  mean {cal.mean:.4g}  std {cal.std:.4g}  min {cal.min:.4g}  max {cal.max:.4g}\n"
+        f"  proposed tau {cal.tau:.4g}"
+        + (f" (adversarial mean {cal.adv_mean:.4g})" if cal.adv_mean else "")
+        + f"\n  tau sweep: {sweep}"
+    )
+    return path, text

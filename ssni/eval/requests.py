@@ -1,0 +1,147 @@
+"""Typed, validated requests of the evaluation commands: the CLI converts its arguments into these at the edge
+(as NVlabs/edm's train.py does), and the library never sees argparse.
+
+Every field is checked when the request is built, so a bad value is a one-line user error naming the flag before
+any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ssni.errors import SSNIUserError
+from ssni.eval.methods import Method
+from ssni.validate import MAX_SEED, check_int
+
+__all__ = ["Sources", "Overrides", "EvalRequest", "PurifyRequest", "CalibrateRequest"]
+
+
+def _int(flag: str, value, *, low: int | None = 1, high: int | None = None, optional: bool = True) -> None:
+    """`ssni.validate.check_int` as a user error naming the flag (None: not given, allowed when `optional`)."""
+    if value is None and optional:
+        return
+    try:
+        check_int(flag, value, low=low, high=high)
+    except ValueError as e:
+        raise SSNIUserError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where models and data come from: the user's files (None: the preset's embedded default, where it has one)."""
+
+    diffusion_checkpoint: Path | None = None  # diffusion model file
+    classifier_checkpoint: Path | None = None  # classifier file
+    calibration: Path | None = None  # calibration file from `ssni calibrate`
+    data: Path | None = None  # dataset folder (CIFAR-10 python batches; ImageNet class folders)
+    data_seed: int = 0  # ImageNet evaluation subset seed (spec §8)
+    device: str = "auto"  # cpu, cuda, cuda:N or auto
+
+    def __post_init__(self) -> None:
+        _int("--data-seed", self.data_seed, low=0, high=2**32 - 1, optional=False)
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Changes to a preset's configuration (None: the preset's value)."""
+
+    num_samples: int | None = None  # images of the protocol subset
+    batch_size: int | None = None  # images per chunk
+    num_levels: int | None = None  # EPS noise levels T'
+    seeds: tuple[int, ...] | None = None  # evaluation seeds
+    methods: tuple[Method, ...] | None = None  # defences to compare
+    t_sweep: tuple[int, ...] = ()  # extra constant-t baselines
+    attacks: tuple[str, ...] | None = None  # attack names of the preset
+    iterations: int | None = None  # attack iterations (all attacks)
+    eot: int | None = None  # EOT samples per gradient (all attacks)
+    surrogate_steps: int | None = None  # reverse steps of the differentiable surrogate
+    t_star: int | None = None  # constant t* of the baseline (single-stage hosts)
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "batch_size", "num_levels", "iterations", "eot", "surrogate_steps"):
+            _int(f"--{name.replace('_', '-')}", getattr(self, name))
+        if self.seeds is not None:
+            if not self.seeds:
+                raise SSNIUserError("--seeds must name at least one seed")
+            for s in self.seeds:
+                _int("--seeds: each seed", s, low=0, high=MAX_SEED, optional=False)
+        if self.methods is not None and not self.methods:
+            raise SSNIUserError("--methods must name at least one method")
+        if self.attacks is not None and not self.attacks:
+            raise SSNIUserError("--attacks must name at least one attack")
+        for t in self.t_sweep:
+            _int("--t-sweep: each t", t, high=1000, optional=False)
+        _int("--t-star", self.t_star, high=995)
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """`ssni eval`: clean and robust accuracy of the preset's methods under its attacks."""
+
+    preset: str = "mnist"
+    sources: Sources = field(default_factory=Sources)
+    overrides: Overrides = field(default_factory=Overrides)
+    tau: float | None = None  # SSNI-N temperature (None: the calibration's proposal)
+    network_batch: int | None = None  # most rows per diffusion-network call (None: the batch size)
+    out: Path | None = None  # records file (None: ssni-results/<preset>[-smoke].jsonl)
+    smoke: bool = False  # the tiny CI configuration
+    overwrite: bool = False  # discard an existing records file instead of resuming
+    progress: bool = True  # show a progress bar
+
+    def __post_init__(self) -> None:
+        _int("--network-batch", self.network_batch)
+        _check_tau(self.tau)
+
+
+@dataclass(frozen=True)
+class PurifyRequest:
+    """`ssni purify`: purified images and a per-sample table of score norm and t."""
+
+    out: Path  # purified images (.pt)
+    preset: str = "mnist"
+    sources: Sources = field(default_factory=Sources)
+    overrides: Overrides = field(default_factory=Overrides)
+    images: Path | None = None  # a folder of images, a .pt or .npy file (None: the preset's data)
+    scores: Path | None = None  # the per-sample table, .csv or .json (None: <out>.csv)
+    method: Method = Method("ssni-n")
+    seed: int = 121
+    tau: float | None = None
+    network_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.out.suffix != ".pt":
+            raise SSNIUserError(f"--out must be a .pt file, got {self.out}")
+        if self.scores_path.suffix not in (".csv", ".json"):
+            raise SSNIUserError(f"--scores must end in .csv or .json, got {self.scores_path}")
+        _int("--network-batch", self.network_batch)
+        _int("--seed", self.seed, low=0, high=MAX_SEED, optional=False)
+        _check_tau(self.tau)
+
+    @property
+    def scores_path(self) -> Path:
+        return self.scores or self.out.with_suffix(".csv")
+
+
+@dataclass(frozen=True)
+class CalibrateRequest:
+    """`ssni calibrate`: clean score-norm statistics of the §3 reference set and a proposed τ."""
+
+    out: Path  # calibration file (.json)
+    preset: str = "mnist"
+    sources: Sources = field(default_factory=Sources)
+    overrides: Overrides = field(default_factory=Overrides)
+    num_samples: int | None = None  # clean training images (None: the preset's)
+    seed: int = 121
+    tau: float | None = None  # store this τ instead of the proposal
+    adversarial: Path | None = None  # a records file whose adversarial score norms inform τ
+
+    def __post_init__(self) -> None:
+        _int("--num-samples", self.num_samples)
+        _int("--seed", self.seed, low=0, high=MAX_SEED, optional=False)
+        _check_tau(self.tau)
+
+
+def _check_tau(tau) -> None:
+    if tau is not None and not (isinstance(tau, (int, float)) and tau > 0 and tau != float("inf")):
+        raise SSNIUserError(f"--tau must be a positive finite number, got {tau!r}")
