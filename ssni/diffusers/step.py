@@ -77,14 +77,17 @@ class NoiseSource:
             return None
         if not bool(rows.any()):
             return torch.zeros_like(like)  # diffusers draws nothing from a generator when no row takes noise
-        if not isinstance(self.generator, list):
-            return randn_tensor(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
-        if len(self.generator) != like.shape[0]:
+        generator = self.generator
+        if isinstance(generator, list) and len(generator) == 1:  # diffusers treats it as one generator
+            generator = generator[0]
+        if not isinstance(generator, list):
+            return randn_tensor(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        if len(generator) != like.shape[0]:
             raise ValueError(f"generator: a list must hold one generator per sample ({like.shape[0]}), "
-                             f"got {len(self.generator)}")  # fmt: skip
+                             f"got {len(generator)}")  # fmt: skip
         z = torch.zeros_like(like)
         for b in rows.nonzero()[:, 0].tolist():
-            z[b] = randn_tensor((1, *like.shape[1:]), generator=self.generator[b], device=like.device,
+            z[b] = randn_tensor((1, *like.shape[1:]), generator=generator[b], device=like.device,
                                 dtype=like.dtype)[0]  # fmt: skip
         return z
 
