@@ -141,19 +141,20 @@ def fused_step(
     sqrt_a = _rows(alpha_prod.to(cdt).sqrt(), sample)
     sqrt_b = _rows((1 - alpha_prod.to(cdt)).sqrt(), sample)
     x, out = sample.to(cdt), model_output.to(cdt)
+    # Two passes per expression (addcmul, then an in-place op): these tensors are the step's only eager work.
     if prediction_type == "epsilon":
-        eps, x0 = out, (x - sqrt_b * out) / sqrt_a
+        eps, x0 = out, torch.addcmul(x, sqrt_b, out, value=-1).div_(sqrt_a)
     elif prediction_type == "sample":
-        x0, eps = out, (x - sqrt_a * out) / sqrt_b
+        x0, eps = out, torch.addcmul(x, sqrt_a, out, value=-1).div_(sqrt_b)
     else:
-        x0, eps = sqrt_a * x - sqrt_b * out, sqrt_a * out + sqrt_b * x
+        x0, eps = torch.mul(x, sqrt_a).addcmul_(sqrt_b, out, value=-1), torch.mul(out, sqrt_a).addcmul_(sqrt_b, x)
     x_op = x
     if limit.active:
         x0 = limit.apply(x0)
         if keep_model_eps:
-            x_op = sqrt_a * x0 + sqrt_b * eps
+            x_op = torch.mul(x0, sqrt_a).addcmul_(sqrt_b, eps)
         else:
-            eps = (x - sqrt_a * x0) / sqrt_b
+            eps = torch.addcmul(x, sqrt_a, x0, value=-1).div_(sqrt_b)
     steps = timesteps.clamp_min(0)
     step_noise = {"seed": noise.seed, "sample_ids": noise.sample_ids, "step": steps, "active": active}
     x_op, eps = x_op.to(sample.dtype), eps.to(sample.dtype)
@@ -168,5 +169,6 @@ def fused_step(
             x_op, eps, alpha_prod, alpha_prod_prev, eta=1.0, noise=torch.zeros_like(sample), active=active
         )
         prev = (mean.to(cdt) + _rows(noise_rows, sample) * noise_std.to(cdt) * z.to(cdt)).to(sample.dtype)
-    x0 = torch.where(_rows(active, sample), x0, x).to(sample.dtype)
-    return prev, x0
+    if not bool(active.all()):
+        x0 = torch.where(_rows(active, sample), x0, x)
+    return prev, x0.to(sample.dtype)
