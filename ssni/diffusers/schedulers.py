@@ -7,7 +7,8 @@ own. What changes:
 - `step(model_output, timestep, sample, ...)` and `add_noise(original_samples, noise, timesteps)` take an int, a
   0-d tensor, or an integer tensor [B] (one timestep per sample; −1: the sample does not move), and run on
   `ssni_kernels.reverse_step` / `ssni_kernels.noise_inject`. With a scalar timestep and the same noise they
-  equal diffusers' schedulers (up to float32 rounding); with [B] timesteps, a loop of scalar steps.
+  equal diffusers' schedulers evaluated in float64 to ~1e-6 (diffusers' own float32 arithmetic is off by up to
+  ~2e-4 near t = 0, where 1 − ᾱ ≈ 1e-4); with [B] timesteps, a loop of scalar steps.
 - Previous timestep per sample: from `scheduler.timesteps` (DDPM, after set_timesteps), t − T // n (DDIM), t − 1
   (DDPM before set_timesteps), each sample's own walk after `set_timesteps_per_sample`, or `prev_timestep=`.
 - Noise (see `ssni.diffusers.step`): `variance_noise` when given, else diffusers' `generator=` semantics, else
