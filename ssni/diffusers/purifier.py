@@ -40,7 +40,7 @@ class DiffusersPurifier(nn.Module):
         sample b's walk: the timesteps of `per_sample_walks(t, num_inference_steps)` (every timestep t_b … 0 when
         num_inference_steps is None, else that many evenly spaced ones), one `scheduler.step` per timestep,
     → (x̂0 + 1)/2 (not clamped). Rounds are aligned at the walks' end; the UNet runs only on the samples whose
-    walk is running (network_calls / samples_evaluated count it: Σ_b walk length per purify).
+    walk is running (`counter`, a CallCounter: one network call per round, Σ_b walk length samples evaluated).
 
     unet: a `UNet2DModel` (any module called as unet(x, t [k]) returning `.sample` or a tensor); scheduler: an
     ssni or diffusers DDPMScheduler / DDIMScheduler (default: diffusers' DDPMScheduler defaults, the DDPM paper's
@@ -96,14 +96,6 @@ class DiffusersPurifier(nn.Module):
             raise ValueError(f"{path} is not a local diffusers pipeline folder (model_index.json) nor a UNet2DModel "
                              "folder (config.json)")  # fmt: skip
         return cls(unet, scheduler, **options)
-
-    @property
-    def network_calls(self) -> int:
-        return self.counter.network_calls
-
-    @property
-    def samples_evaluated(self) -> int:
-        return self.counter.samples_evaluated
 
     def _predict(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.counter.add(x.shape[0])

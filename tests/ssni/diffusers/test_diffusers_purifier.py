@@ -39,7 +39,7 @@ def test_equals_ddpm_purifier_when_every_timestep_is_visited(unet, images):
     host = DDPMPurifier(unet, t_star=10, eta=1.0, alphas_cumprod=scheduler.alphas_cumprod)
     want = host.purify(images, t + 1, seed=5, sample_ids=ids)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    assert purifier.network_calls == 12 and purifier.samples_evaluated == int((t + 1).sum())
+    assert purifier.counter.network_calls == 12 and purifier.counter.samples_evaluated == int((t + 1).sum())
 
 
 @pytest.mark.parametrize("scheduler", [DDPMScheduler(), DDIMScheduler(clip_sample=False)])
@@ -65,7 +65,7 @@ def test_equals_the_diffusers_style_loop_over_per_sample_walks(unet, images):
         for step_t in scheduler.timesteps:
             x = scheduler.step(unet(x, step_t.clamp(min=0)).sample, step_t, x, seed=1).prev_sample
     torch.testing.assert_close(got, (x + 1) / 2, atol=1e-5, rtol=1e-5)
-    assert purifier.samples_evaluated == 4 + 4 + 4 + 4  # every walk has 4 steps (t ≥ 4)
+    assert purifier.counter.samples_evaluated == 4 + 4 + 4 + 4  # every walk has 4 steps (t ≥ 4)
     scheduler.set_timesteps(10)
     assert scheduler.timesteps.shape == (10,) and not scheduler.per_sample
 
