@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.bench_diffusers            # CPU: 64 samples of 3×32×32, ~1 min
     .venv/bin/python -m benchmarks.bench_diffusers --quick    # a smoke run (seconds)
+    .venv/bin/python -m benchmarks.bench_diffusers --threads 1  # on a loaded machine (records torch_threads)
     .venv/bin/python -m benchmarks.bench_diffusers --device cuda
 
 Cases (float32, B samples of C×H×W; the model output is a fixed random tensor, so only the scheduler is timed):
@@ -175,11 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's); 1 on a loaded machine")
     parser.add_argument("--quick", action="store_true", help="8 samples of 3×8×8, 2 repeats")
     parser.add_argument("--no-write", action="store_true", help="print only, write no results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.size, args.repeats = 8, 8, 2
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     results = measure(args.device, args.batch, args.size, args.repeats)
     text = render(results)
     print(text)

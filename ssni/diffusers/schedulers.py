@@ -144,16 +144,15 @@ class _PerSampleSteps:
             if bool(((prev >= t) & (t != WAITING)).any()):
                 raise ValueError("prev_timestep must be smaller than timestep for every moving sample")
         ac = self._alphas_cumprod_on(device)
-        alpha_prod = ac[t.clamp_min(0)]
-        final = torch.as_tensor(final_alpha_prod, dtype=ac.dtype, device=device)
-        alpha_prod_prev = torch.where(prev >= 0, ac[prev.clamp_min(0)], final)
-        return t, alpha_prod, alpha_prod_prev
+        # ᾱ at timestep s is padded[s + 1], also at s = −1 (after the last step, and for waiting samples).
+        padded = torch.cat([torch.as_tensor(final_alpha_prod, dtype=ac.dtype, device=device).reshape(1), ac])
+        return t, padded[t + 1], padded[prev + 1]
 
     @staticmethod
     def _noise_source(sample, generator, variance_noise, seed, sample_ids) -> NoiseSource:
         if generator is not None and variance_noise is not None:
             raise ValueError("pass at most one of generator and variance_noise")
-        ids = check_sample_ids(sample_ids, sample.shape[0], sample.device)
+        ids = None if sample_ids is None else check_sample_ids(sample_ids, sample.shape[0], sample.device)
         return NoiseSource(check_seed(seed), ids, generator, variance_noise)
 
     def add_noise(
@@ -342,7 +341,6 @@ class DDIMScheduler(_PerSampleSteps, diffusers.DDIMScheduler):
             limit=self._x0_limit(),
             keep_model_eps=not use_clipped_model_output,
             noise=self._noise_source(sample, generator, variance_noise, seed, sample_ids),
-            noise_rows=torch.full_like(t, eta > 0, dtype=torch.bool),
         )
         if not return_dict:
             return prev_sample, x0

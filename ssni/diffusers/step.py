@@ -56,7 +56,8 @@ class X0Limit:
 
 @dataclass(frozen=True)
 class NoiseSource:
-    """Where z comes from: `variance_noise`, else `generator` (one or a list of B), else the keyed Philox stream."""
+    """Where z comes from: `variance_noise`, else `generator` (one or a list of B), else the keyed Philox stream
+    (sample_ids None: the batch positions)."""
 
     seed: int = 0
     sample_ids: torch.Tensor | None = None
@@ -93,8 +94,9 @@ class NoiseSource:
 
     def keyed(self, like: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
         """The z the op would draw for step words `steps` ([B]), materialised."""
-        return normal_noise(like.shape[1:], self.seed, self.sample_ids, steps, STREAM_REVERSE_STEP,
-                            dtype=like.dtype, device=like.device)  # fmt: skip
+        ids = torch.arange(like.shape[0], device=like.device) if self.sample_ids is None else self.sample_ids
+        return normal_noise(like.shape[1:], self.seed, ids, steps, STREAM_REVERSE_STEP, dtype=like.dtype,
+                            device=like.device)  # fmt: skip
 
 
 def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
@@ -123,7 +125,7 @@ def fused_step(
     limit: X0Limit,
     keep_model_eps: bool,
     noise: NoiseSource,
-    noise_rows: torch.Tensor,
+    noise_rows: torch.Tensor | None = None,
     noise_std: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One reverse step of every sample; returns (prev_sample, pred_original_sample), both in sample's dtype.
@@ -131,13 +133,14 @@ def fused_step(
     model_output, sample: [B, ...] (model_output is cast to sample's dtype); timesteps: int64 [B], −1 for samples
     that do not move (returned unchanged, x̂0 = sample); alpha_prod, alpha_prod_prev: ᾱ at t and at prev, [B]
     float. keep_model_eps: ε_d = ε̂ of the model (DDIM) rather than the ε implied by the limited x̂0.
-    noise_rows: [B] bool, the samples that draw noise (diffusers' rule: DDPM t > 0, DDIM every sample when
-    η > 0); a generator is consumed for these rows only. noise_std: None (σ = the op's η·sqrt(β̃)), or a σ
+    noise_rows: [B] bool, the samples that draw noise (diffusers' rule: DDPM t > 0), None: every moving sample
+    (DDIM with η > 0); a generator is consumed for these rows only. noise_std: None (σ = the op's η·sqrt(β̃)), or a σ
     broadcastable to sample ([B, 1, …] or per element) added as σ·z to the η = 1 mean on the noise_rows (DDPM's
     other variance types).
     """
     cdt = torch.float64 if sample.dtype == torch.float64 else torch.float32
     active = timesteps >= 0
+    all_active = bool(active.all())
     sqrt_a = _rows(alpha_prod.to(cdt).sqrt(), sample)
     sqrt_b = _rows((1 - alpha_prod.to(cdt)).sqrt(), sample)
     x, out = sample.to(cdt), model_output.to(cdt)
@@ -155,10 +158,11 @@ def fused_step(
             x_op = torch.mul(x0, sqrt_a).addcmul_(sqrt_b, eps)
         else:
             eps = torch.addcmul(x, sqrt_a, x0, value=-1).div_(sqrt_b)
-    steps = timesteps.clamp_min(0)
-    step_noise = {"seed": noise.seed, "sample_ids": noise.sample_ids, "step": steps, "active": active}
+    steps = timesteps if all_active else timesteps.clamp_min(0)
+    step_noise = {"seed": noise.seed, "sample_ids": noise.sample_ids, "step": steps}
+    step_noise["active"] = None if all_active else active
     x_op, eps = x_op.to(sample.dtype), eps.to(sample.dtype)
-    noise_rows = noise_rows & active
+    noise_rows = active if noise_rows is None else noise_rows & active
     if noise_std is None:
         z = noise.explicit(sample, noise_rows) if eta != 0 else None
         prev = ssni_kernels.reverse_step(x_op, eps, alpha_prod, alpha_prod_prev, eta=eta, noise=z, **step_noise)
@@ -166,9 +170,9 @@ def fused_step(
         z = noise.explicit(sample, noise_rows)
         z = noise.keyed(sample, steps) if z is None else z
         mean = ssni_kernels.reverse_step(
-            x_op, eps, alpha_prod, alpha_prod_prev, eta=1.0, noise=torch.zeros_like(sample), active=active
+            x_op, eps, alpha_prod, alpha_prod_prev, eta=1.0, noise=torch.zeros_like(sample), active=step_noise["active"]
         )
         prev = (mean.to(cdt) + _rows(noise_rows, sample) * noise_std.to(cdt) * z.to(cdt)).to(sample.dtype)
-    if not bool(active.all()):
+    if not all_active:
         x0 = torch.where(_rows(active, sample), x0, x)
     return prev, x0.to(sample.dtype)
