@@ -172,7 +172,7 @@ class _PerSampleSteps:
         x = original_samples
         t = self._timestep_tensor("timesteps", timesteps, x.shape[0], x.device, low=0)
         ac = self._alphas_cumprod_on(x.device)
-        ids = check_sample_ids(sample_ids, x.shape[0], x.device)
+        ids = None if sample_ids is None else check_sample_ids(sample_ids, x.shape[0], x.device)
         if noise is not None:
             return ssni_kernels.noise_inject(x, t, ac, noise=noise.to(x.dtype), sample_ids=ids)
         return ssni_kernels.noise_inject(x, t, ac, seed=check_seed(seed), sample_ids=ids)
