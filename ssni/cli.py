@@ -190,9 +190,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from ssni import training
+    from ssni.zoo.mnist import train
 
-    entry = training.train_diffusion_main if args.command == "train-diffusion" else training.train_classifier_main
+    entry = train.train_diffusion_main if args.command == "train-diffusion" else train.train_classifier_main
     return int(entry(args.args) or 0)
 
 

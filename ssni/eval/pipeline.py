@@ -99,16 +99,16 @@ def load_models(
     classifier_path = _existing(classifier_path, "classifier checkpoint") if classifier else None
     c_net, c_id = None, None
     if preset.dataset == "mnist":
-        from ssni.models import mnist
+        from ssni.models import load, weights_id
 
         try:
-            d_net = mnist.load_mnist_diffusion(diffusion_path)
+            d_net = load("mnist-ddpm", diffusion_path)
             if classifier:
-                c_net = mnist.load_mnist_classifier(classifier_path)
-                c_id = mnist.weights_id(classifier_path or mnist.MNIST_CLASSIFIER_WEIGHTS, mnist.MNIST_CLASSIFIER_KIND)
+                c_net = load("mnist-classifier", classifier_path)
+                c_id = weights_id("mnist-classifier", classifier_path)
         except FileNotFoundError as e:
             raise SSNIUserError(f"{e} (the embedded MNIST weights ship in ssni/weights/)") from None
-        d_id = mnist.mnist_diffusion_id(diffusion_path)
+        d_id = weights_id("mnist-ddpm", diffusion_path)
     else:
         needed = [(diffusion_path, "--diffusion-checkpoint")] + [
             (classifier_path, "--classifier-checkpoint")
@@ -137,9 +137,9 @@ def load_calibration(preset: Preset, path: Path | None, models: Models, num_leve
     if path is None:
         if preset.dataset != "mnist":
             raise SSNIUserError(f"preset {preset.name} needs --calibration (make one with `ssni calibrate`)")
-        from ssni.models.mnist import MNIST_CALIBRATION
+        from ssni.zoo.mnist import CALIBRATION
 
-        path = MNIST_CALIBRATION
+        path = CALIBRATION
     path = _existing(Path(path), "calibration file")
     size = (preset.image_size, preset.image_size)
     try:
