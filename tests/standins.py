@@ -435,3 +435,15 @@ def write_decompression_bomb(path: Path, width: int = 30_000, height: int = 30_0
     data = zlib.compress(b"\x00" * (1 + (width + 7) // 8) * 16)  # a few rows; the rest is never reached
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
     return path
+
+
+class CodePayload:
+    """A pickle payload, as a doctored file would carry: unpickling it runs `os.mkdir(marker)`."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.marker,))

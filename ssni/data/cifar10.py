@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssni.errors import SSNIUserError
+from ssni.errors import SSNIUserError, one_line
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILES = ("test_batch",)
@@ -59,7 +59,7 @@ def read_cifar10_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise SSNIUserError(f"{path}: missing (the folder needs data_batch_1..5 and test_batch)") from None
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
-        reason = " ".join(str(e).split())[:160] or type(e).__name__
+        reason = one_line(e)[:160] or type(e).__name__
         raise SSNIUserError(f"{path}: not a readable CIFAR-10 batch ({reason})") from None
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
         found = sorted(map(str, batch)) if isinstance(batch, dict) else type(batch).__name__

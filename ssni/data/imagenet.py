@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ssni.data.images import image_to_array, open_image
-from ssni.errors import SSNIUserError
+from ssni.errors import SSNIUserError, one_line
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
@@ -34,7 +34,7 @@ def list_imagenet_val(folder: str | Path) -> list[tuple[Path, int]]:
             if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
         ]
     except OSError as e:
-        raise SSNIUserError(f"ImageNet folder {root}: cannot list it ({' '.join(str(e).split())})") from None
+        raise SSNIUserError(f"ImageNet folder {root}: cannot list it ({one_line(e)})") from None
     if not items:
         raise SSNIUserError(f"{root}: no images in its {len(classes)} class folders (expected <wnid>/*.JPEG)")
     return items

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ssni.errors import SSNIUserError
+from ssni.errors import SSNIUserError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 _SIXTEEN_BIT = 65535.0
@@ -46,13 +46,9 @@ def open_image(path: str | Path):
                 im.load()
                 return _to_standard_mode(im, path)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise SSNIUserError(f"{path}: refused, a possible decompression bomb ({_one_line(e)})") from None
+            raise SSNIUserError(f"{path}: refused, a possible decompression bomb ({one_line(e)[:200]})") from None
         except (OSError, SyntaxError, ValueError) as e:  # Pillow reports broken files with any of these
-            raise SSNIUserError(f"{path}: cannot read image ({_one_line(e)})") from None
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())[:200]
+            raise SSNIUserError(f"{path}: cannot read image ({one_line(e)[:200]})") from None
 
 
 def _to_standard_mode(im, path: Path):
@@ -125,7 +121,7 @@ def _load_folder(folder: Path, channels: int) -> torch.Tensor:
     try:
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     except OSError as e:
-        raise SSNIUserError(f"{folder}: cannot list the folder ({_one_line(e)})") from None
+        raise SSNIUserError(f"{folder}: cannot list the folder ({one_line(e)[:200]})") from None
     if not files:
         raise SSNIUserError(f"{folder}: no image files ({', '.join(IMAGE_SUFFIXES)})")
     arrays = [image_to_array(open_image(p), channels) for p in files]
@@ -143,15 +139,17 @@ def load_images(path: str | Path, *, channels: int, size: int) -> torch.Tensor:
     if path.is_dir():
         x = _load_folder(path, channels)
     elif path.suffix == ".pt":
+        from ssni.models.checkpoint import CheckpointError, read_checkpoint
+
         try:
-            x = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for a corrupt or non-tensor file
-            raise SSNIUserError(f"{path}: cannot load a tensor ({type(e).__name__}: {e})") from None
+            x = read_checkpoint(path)  # tensors only: a pickle holding code is refused, never run
+        except (CheckpointError, OSError) as e:
+            raise SSNIUserError(str(e)) from None
     elif path.suffix == ".npy":
         try:
             x = torch.from_numpy(np.load(path, allow_pickle=False))
-        except ValueError as e:
-            raise SSNIUserError(f"{path}: cannot load an array ({e})") from None
+        except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
+            raise SSNIUserError(f"{path}: cannot load an array ({one_line(e)[:200] or type(e).__name__})") from None
     else:
         raise SSNIUserError(f"{path}: expected a folder of images, a .pt or a .npy file")
     if isinstance(x, torch.Tensor) and x.dim() == 3 and channels == 1 and x.shape[1:] == (size, size):

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssni.errors import one_line
+
 __all__ = [
     "CheckpointError",
     "load_parameters_by_position",
     "load_state_dict_checked",
-    "one_line",
     "read_checkpoint",
     "read_safetensors_metadata",
     "save_safetensors",
@@ -31,17 +32,11 @@ __all__ = [
 ]
 
 _MAX_LISTED = 5
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or whose tensors do not match the model. The message is one line."""
-
-
-def one_line(text: object) -> str:
-    """`text` with control characters (newlines, terminal escape codes) replaced by single spaces."""
-    return " ".join(_CONTROL.sub(" ", str(text)).split())
 
 
 def read_checkpoint(path: str | Path) -> Any:

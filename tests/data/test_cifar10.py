@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 
 import numpy as np
@@ -89,19 +88,11 @@ def test_truncated_missing_and_foreign_batches_are_refused(tmp_path):
         load_cifar10(tmp_path / "elsewhere", "test")
 
 
-class _RunsCode:
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker,))
-
-
 def test_a_batch_holding_code_is_refused_without_running_it(tmp_path):
     root = standins.write_cifar10_batches(tmp_path, rows_per_batch=10)
     marker = tmp_path / "the-payload-ran"
     with open(root / "test_batch", "wb") as f:
-        pickle.dump({"data": _RunsCode(str(marker)), "labels": []}, f, protocol=2)
+        pickle.dump({"data": standins.CodePayload(str(marker)), "labels": []}, f, protocol=2)
     with pytest.raises(SSNIUserError) as err:
         load_cifar10(root, "test")
     message = str(err.value)

@@ -136,3 +136,16 @@ def test_a_truncated_jpeg_is_refused_naming_the_file(val, tmp_path):
     with pytest.raises(SSNIUserError) as err:
         load_imagenet_image(cut)
     assert str(err.value).startswith(f"{cut}: cannot read image")
+
+
+def test_tensor_and_array_files_refuse_code_and_empty_files_in_one_line(tmp_path):
+    marker = tmp_path / "the-payload-ran"
+    torch.save({"x": standins.CodePayload(str(marker))}, tmp_path / "images.pt")
+    with pytest.raises(SSNIUserError) as err:
+        load_images(tmp_path / "images.pt", channels=1, size=28)
+    assert "refused" in str(err.value) and "\n" not in str(err.value) and not marker.exists()
+    (tmp_path / "empty.npy").touch()
+    with pytest.raises(SSNIUserError, match="empty.npy: cannot load an array"):
+        load_images(tmp_path / "empty.npy", channels=1, size=28)
+    torch.save(torch.rand(2, 28, 28), tmp_path / "grey.pt")
+    assert load_images(tmp_path / "grey.pt", channels=1, size=28).shape == (2, 1, 28, 28)

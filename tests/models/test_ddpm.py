@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from reference_data import manifest, randomize_, state_dict_signature
+from standins import GOOGLE_DDPM_CIFAR10_CONFIG
 
 from ssni.models.ddpm import DDPM_CIFAR10, DDPMConfig, build_ddpm
 from ssni.models.formats.diffusers import (
@@ -15,28 +16,6 @@ from ssni.models.formats.diffusers import (
 
 PD_MANIFEST = "ddpm_cifar10_ema_model-790000_pytorch_diffusion.state_dict"
 DIFFUSERS_MANIFEST = "diffusers_google_ddpm_cifar10_32.unet2dmodel_state_dict"
-
-# google/ddpm-cifar10-32 config.json (the fields that define the network).
-GOOGLE_DDPM_CIFAR10_CONFIG = {
-    "_class_name": "UNet2DModel",
-    "act_fn": "silu",
-    "attention_head_dim": None,
-    "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0,
-    "flip_sin_to_cos": False,
-    "freq_shift": 1,
-    "in_channels": 3,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-06,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 32,
-    "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
 
 SMALL = dict(ch=32, out_ch=1, ch_mult=(1, 2, 2), num_res_blocks=1, in_channels=1)
 

@@ -7,7 +7,6 @@ The largest networks (ADM 552M parameters, WRN-70-16 267M) and the dense safeten
 from __future__ import annotations
 
 import json
-import os
 import pickle
 
 import pytest
@@ -124,22 +123,12 @@ def test_an_empty_checkpoint_is_refused(tmp_path):
     assert "empty" in _assert_one_line_naming(err, path)
 
 
-class _RunsCode:
-    """A pickle payload: unpickling it would create the file named by `marker`."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.mkdir, (self.marker,))
-
-
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch.save", "pickle"])
 def test_a_pickle_holding_code_is_refused_without_running_it(tmp_path, writer):
     marker = tmp_path / "the-payload-ran"
     path = tmp_path / "checkpoint_8.pth"
-    payload = {"model": {"conv.weight": torch.zeros(1)}, "x": _RunsCode(str(marker))}
+    payload = {"model": {"conv.weight": torch.zeros(1)}, "x": standins.CodePayload(str(marker))}
     if writer == "torch.save":
         torch.save(payload, path)
     else:
