@@ -126,12 +126,12 @@ class ZeroEps(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 def load_model(name: str, device) -> tuple[nn.Module, str]:
     if name == "mnist":
-        from ssni.models.mnist import MNIST_DIFFUSION_WEIGHTS, build_mnist_diffusion, load_mnist_diffusion
+        from ssni.models import build, load, spec
 
-        if MNIST_DIFFUSION_WEIGHTS.is_file():
-            return load_mnist_diffusion().to(device), "MNIST default UNet (ssni.models.mnist), trained weights"
+        if spec("mnist-ddpm").embedded.is_file():
+            return load("mnist-ddpm").to(device), "MNIST default UNet (mnist-ddpm), trained weights"
         torch.manual_seed(0)
-        return build_mnist_diffusion().eval().to(device), "MNIST default UNet (ssni.models.mnist), random weights"
+        return build("mnist-ddpm").eval().to(device), "MNIST default UNet (mnist-ddpm), random weights"
     from ssni.models import build
 
     torch.manual_seed(0)
@@ -153,13 +153,15 @@ def image_sets(name: str, n: int, device) -> dict[str, torch.Tensor]:
     """{"reference": clean calibration set, "clean": clean evaluation set, "adversarial": its attacked version}."""
     if name == "mnist":
         from ssni.data.mnist import load_mnist
-        from ssni.models.mnist import MNIST_CLASSIFIER_WEIGHTS, MNISTClassifier, load_mnist_classifier
+        from ssni.models import build, load, spec
 
         train, test = load_mnist("train"), load_mnist("test")
         reference = train.images[:n]
         clean, labels = test.images[:n], test.labels[:n]
         torch.manual_seed(0)
-        classifier = load_mnist_classifier() if MNIST_CLASSIFIER_WEIGHTS.is_file() else MNISTClassifier().eval()
+        classifier = (
+            load("mnist-classifier") if spec("mnist-classifier").embedded.is_file() else build("mnist-classifier")
+        )
         adversarial = _pgd(classifier, clean, labels, eps=0.3, step_size=0.075)
     else:
         from ssni.models import build

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ssni.errors import SSNIUserError
 from ssni.models.interface import CallCounter
 from ssni.score import eps_score_norm
 from ssni.validate import check_images
@@ -33,7 +34,7 @@ SCHEDULE = "vp-sde beta_min=0.1 beta_max=20; levels t_k=k/1000, k=1..K; label 99
 TARGET_ADV_RATIO = 0.9
 
 
-class CalibrationMismatchError(ValueError):
+class CalibrationMismatchError(SSNIUserError, ValueError):
     """A calibration is used with another model, T' or resolution than it was made for."""
 
 

@@ -15,14 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from ssni.calibration import CalibrationMismatchError
 from ssni.errors import SSNIUserError
 from ssni.eval.methods import METHOD_NAMES, Method
 from ssni.eval.presets import PRESETS
 from ssni.eval.requests import CalibrateRequest, EvalRequest, Overrides, PurifyRequest, Sources
-from ssni.models.convert import CheckpointError
 
-USER_ERRORS = (SSNIUserError, CheckpointError, CalibrationMismatchError)
+USER_ERRORS = (SSNIUserError,)  # with its subclasses CheckpointError and CalibrationMismatchError
 EXIT_USER_ERROR = 2
 TRAIN_COMMANDS = ("train-diffusion", "train-classifier")
 
@@ -270,9 +268,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from ssni import training
+    from ssni.zoo.mnist import train
 
-    entry = training.train_diffusion_main if args.command == "train-diffusion" else training.train_classifier_main
+    entry = train.train_diffusion_main if args.command == "train-diffusion" else train.train_classifier_main
     return int(entry(args.args) or 0)
 
 

@@ -1,1 +1,3 @@
-"""Datasets: the embedded MNIST, the user's CIFAR-10 and ImageNet folders, image files, and the protocol subsets."""
+"""Datasets, read from the files users have (nothing is downloaded): the embedded MNIST (`mnist`), the CIFAR-10
+python batches (`cifar10`), ImageNet class folders (`imagenet`), user images for `ssni purify` and the one
+image-file reader (`images`), and the protocol's fixed index subsets (`subsets`)."""

@@ -10,49 +10,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ssni.errors import SSNIUserError
+from ssni.data.images import image_to_array, open_image
+from ssni.errors import SSNIUserError, one_line
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
 def list_imagenet_val(folder: str | Path) -> list[tuple[Path, int]]:
-    """All (file, label) pairs of a class-folder tree, sorted by class then name."""
+    """All (file, label) pairs of a class-folder tree, sorted by class then name (hidden folders are not classes)."""
     root = Path(folder)
     if not root.is_dir():
         raise SSNIUserError(f"ImageNet folder {root} does not exist")
-    classes = sorted(p for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise SSNIUserError(f"{root} has no class folders (expected val/<wnid>/*.JPEG)")
-    items = [
-        (f, label) for label, c in enumerate(classes) for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    try:
+        classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise SSNIUserError(f"{root} has no class folders (expected <wnid>/*.JPEG inside)")
+        items = [
+            (f, label)
+            for label, c in enumerate(classes)
+            for f in sorted(c.iterdir())
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+        ]
+    except OSError as e:
+        raise SSNIUserError(f"ImageNet folder {root}: cannot list it ({one_line(e)})") from None
     if not items:
-        raise SSNIUserError(f"{root}: no images in the class folders")
+        raise SSNIUserError(f"{root}: no images in its {len(classes)} class folders (expected <wnid>/*.JPEG)")
     return items
 
 
 def load_imagenet_image(path: Path, resize: int = 256, crop: int = 224) -> torch.Tensor:
-    """One image: RGB, shorter side resized to `resize` (bilinear), centre-cropped to `crop`. [3, crop, crop]."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise SSNIUserError("reading ImageNet needs Pillow: pip install pillow") from None
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            scale = resize / min(w, h)
-            im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
-            w, h = im.size
-            left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
-            im = im.crop((left, top, left + crop, top + crop))
-            array = np.asarray(im, dtype=np.float32) / 255.0
-    except OSError as e:
-        raise SSNIUserError(f"{path}: cannot read image ({e})") from None
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    """One image as RGB float32 [3, crop, crop] in [0, 1]: shorter side resized to `resize` (bilinear), then
+    centre-cropped to `crop`. Any mode Pillow reads is accepted (`ssni.data.images.open_image`)."""
+    from PIL import Image
+
+    im = open_image(path)
+    w, h = im.size
+    scale = resize / min(w, h)
+    im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
+    w, h = im.size
+    left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
+    im = im.crop((left, top, left + crop, top + crop))
+    return torch.from_numpy(image_to_array(im, channels=3))
 
 
 def load_imagenet_subset(folder: str | Path, indices) -> tuple[torch.Tensor, torch.Tensor]:

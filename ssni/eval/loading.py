@@ -75,26 +75,18 @@ def _freeze(model: nn.Module, device: str) -> nn.Module:
     return model
 
 
-def _load_mnist(name: str, path: Path | None) -> tuple[nn.Module, str]:
-    from ssni.models import mnist
-
-    if name == "mnist-ddpm":
-        return mnist.load_mnist_diffusion(path), mnist.mnist_diffusion_id(path)
-    net = mnist.load_mnist_classifier(path)
-    return net, mnist.weights_id(path or mnist.MNIST_CLASSIFIER_WEIGHTS, mnist.MNIST_CLASSIFIER_KIND)
-
-
 def _load_model(name: str, path: Path | None, flag: str, preset: Preset) -> tuple[nn.Module, str]:
-    """The registry model `name` from `path` (None: the embedded weights, where the model has them). A file that
-    cannot be read as that model is a user error naming the flag and the file."""
-    try:
-        if name.startswith("mnist-"):
-            return _load_mnist(name, path)
-        if path is None:
-            raise SSNIUserError(f"preset {preset.name} needs {flag} (nothing is downloaded)")
-        from ssni.models import load as load_model
+    """The registry model `name` from `path` (None: its embedded weights) and its identity. A file that cannot be
+    read as that model is a user error naming the flag and the file."""
+    from ssni.models import load, spec, weights_id
 
-        return load_model(name, path), f"{name}:{file_identity(path)}"
+    embedded = spec(name).embedded is not None
+    if path is None and not embedded:
+        raise SSNIUserError(f"preset {preset.name} needs {flag} (nothing is downloaded)")
+    try:
+        net = load(name, path)
+        # Whole-file hash for the small embedded-format files; name, size and first MiB for multi-GB checkpoints.
+        return net, weights_id(name, path) if embedded else f"{name}:{file_identity(path)}"
     except (ValueError, OSError) as e:  # the file is missing, unreadable, or another model's
         source = "the embedded weights (ssni/weights/)" if path is None else str(path)
         raise SSNIUserError(f"{flag} {source}: {e}") from None
@@ -113,15 +105,16 @@ def load_models(preset: Preset, sources: Sources, device: str, classifier: bool 
 
 
 def load_calibration(preset: Preset, path: Path | None, models: Models, num_levels: int):
-    """The calibration for these models (embedded for MNIST); refused when made for another model/T'/size."""
+    """The calibration file at `path` (None: the one shipped with embedded weights) for these models; refused when
+    made for another model, T' or size."""
     from ssni import Calibration
 
     if path is None:
-        if preset.dataset != "mnist":
-            raise SSNIUserError(f"preset {preset.name} needs --calibration (make one with `ssni calibrate`)")
-        from ssni.models.mnist import MNIST_CALIBRATION
+        from ssni.zoo import embedded_calibration
 
-        path = MNIST_CALIBRATION
+        path = embedded_calibration(preset.diffusion)
+        if path is None:
+            raise SSNIUserError(f"preset {preset.name} needs --calibration (make one with `ssni calibrate`)")
     path = _existing(Path(path), "calibration file")
     size = (preset.image_size, preset.image_size)
     try:

@@ -12,7 +12,7 @@ c_skip = σd²/(σ²+σd²), c_out = σ·σd/√(σ²+σd²), c_in = 1/√(σ²+
 `score = (D − x)/σ²`. `EDMEpsAdapter` turns the denoiser into a VP ε-network called with the label 999·t.
 
 The real checkpoint `edm-cifar10-32x32-uncond-vp.pkl` is a pickle with embedded code; convert it once with
-`ssni.models.convert.convert_edm_pickle` and load the safetensors file.
+`python -m ssni.models.convert --edm-repo` (`ssni.models.formats.edm_pickle`) and load the safetensors file.
 """
 
 from __future__ import annotations

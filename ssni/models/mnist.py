@@ -1,27 +1,21 @@
-"""The embedded MNIST default: a small CNN classifier and the preset of the small ε-prediction DDPM UNet.
+"""The embedded MNIST default's architectures: a small CNN classifier and the small ε-prediction DDPM UNet.
 
 Both models take images [B, 1, 28, 28] in [0, 1] (see `ssni.data.mnist`); the diffusion model works in model space
-x_s = 2x − 1 like every ssni purifier (spec §1). The trained weights ship in `ssni/weights/` as safetensors whose
-metadata records the config; loading checks that config and the tensor names/shapes strictly.
+x_s = 2x − 1 like every ssni purifier. The trained weights ship in `ssni/weights/` and load through the registry
+(`ssni.models.load("mnist-ddpm")`, `ssni.models.load("mnist-classifier")`); how they were made is `ssni.zoo.mnist`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
 from ssni.data.mnist import MNIST_NATIVE_SIZE, NUM_CLASSES
+from ssni.models.ddpm import DDPMUNet, build_ddpm
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-MNIST_CLASSIFIER_WEIGHTS = WEIGHTS_DIR / "mnist_classifier.safetensors"
-MNIST_DIFFUSION_WEIGHTS = WEIGHTS_DIR / "mnist_ddpm.safetensors"
-MNIST_CALIBRATION = WEIGHTS_DIR / "mnist_calibration.json"
-MNIST_CLASSIFIER_KIND = "mnist-classifier"
-MNIST_DIFFUSION_KIND = "mnist-ddpm"
+__all__ = ["MNISTClassifier", "MNISTClassifierConfig", "MNISTDiffusionConfig", "build_mnist_diffusion"]
 
 # Normalisation statistics of the MNIST training images in [0, 1]; applied inside the classifier's forward.
 MNIST_MEAN = 0.1307
@@ -87,73 +81,6 @@ class MNISTClassifier(nn.Module):
         return self.head(self.features((x - MNIST_MEAN) / MNIST_STD))
 
 
-def build_mnist_diffusion(config: MNISTDiffusionConfig = MNISTDiffusionConfig()) -> nn.Module:
+def build_mnist_diffusion(config: MNISTDiffusionConfig = MNISTDiffusionConfig()) -> DDPMUNet:
     """The MNIST ε-prediction UNet (untrained). forward(x_s [B,1,28,28], t int64 [B] in 0..999) → ε̂ [B,1,28,28]."""
-    from ssni.models.ddpm import build_ddpm
-
     return build_ddpm(**asdict(config))
-
-
-def save_weights(model: nn.Module, path: Path, kind: str, config, extra: dict[str, str] | None = None) -> None:
-    """Write `model.state_dict()` (float32, contiguous) as safetensors; metadata: model kind, config JSON, `extra`."""
-    from safetensors.torch import save_file
-
-    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
-    metadata = {"ssni_model": kind, "config": json.dumps(asdict(config), sort_keys=True)} | (extra or {})
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
-
-
-def read_weights(path: Path, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(state dict, metadata) of an ssni safetensors file; FileNotFoundError/ValueError naming the path."""
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{kind} weights not found at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-    if metadata.get("ssni_model") != kind or "config" not in metadata:
-        raise ValueError(f"{path} holds model kind {metadata.get('ssni_model')!r}, expected {kind!r} with a config")
-    return state, metadata
-
-
-def _config_from_metadata(cls, metadata: dict[str, str]):
-    values = json.loads(metadata["config"])
-    names = {f.name for f in fields(cls)}
-    if set(values) != names:
-        raise ValueError(f"stored config keys {sorted(values)} do not match {cls.__name__} fields {sorted(names)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def weights_id(path: Path, kind: str) -> str:
-    """Identity of a weights file for calibrations: '<kind>:<first 16 hex digits of its SHA-256>'."""
-    from ssni.data.mnist import file_sha256
-
-    return f"{kind}:{file_sha256(Path(path))[:16]}"
-
-
-def mnist_diffusion_id(path: Path | None = None) -> str:
-    """The `model_id` that MNIST calibrations record for the shipped (or given) diffusion weights."""
-    return weights_id(path or MNIST_DIFFUSION_WEIGHTS, MNIST_DIFFUSION_KIND)
-
-
-def load_mnist_classifier(path: Path | None = None) -> MNISTClassifier:
-    """The shipped (or given) trained MNIST classifier in eval mode, built from the config stored in the file."""
-    state, metadata = read_weights(path or MNIST_CLASSIFIER_WEIGHTS, MNIST_CLASSIFIER_KIND)
-    model = MNISTClassifier(_config_from_metadata(MNISTClassifierConfig, metadata))
-    model.load_state_dict(state, strict=True)
-    return model.eval()
-
-
-def load_mnist_diffusion(path: Path | None = None) -> nn.Module:
-    """The shipped (or given) trained MNIST ε-prediction UNet in eval mode, built from the config stored in the file."""
-    state, metadata = read_weights(path or MNIST_DIFFUSION_WEIGHTS, MNIST_DIFFUSION_KIND)
-    model = build_mnist_diffusion(_config_from_metadata(MNISTDiffusionConfig, metadata))
-    model.load_state_dict(state, strict=True)
-    return model.eval()

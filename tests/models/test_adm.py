@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import copy
 
 import pytest
 import torch
-from ddpm_adm_testutil import randomize_, read_manifest, state_dict_signature
+from reference_data import VECTORS, load_vector, manifest, randomize_, read_manifest, state_dict_signature
 
 from ssni.models.adm import ADM_IMAGENET_256_UNCOND, ADMConfig, build_adm
 
-VECTOR = "test-vectors/guided_diffusion_unet_small"
-MANIFEST = "checkpoint-manifests/guided_diffusion_256x256_diffusion_uncond.state_dict.jsonl"
-RUNTIME_MANIFEST = "checkpoint-manifests/guided_diffusion_256x256_diffusion_uncond.runtime_after_convert_to_fp16.jsonl"
+VECTOR = "guided_diffusion_unet_small"
+MANIFEST = "guided_diffusion_256x256_diffusion_uncond.state_dict"
+RUNTIME_MANIFEST = "guided_diffusion_256x256_diffusion_uncond.runtime_after_convert_to_fp16"
 
 # The vector's topology at a size that runs in well under a second.
 TINY = dict(
@@ -30,12 +30,10 @@ TINY = dict(
 
 
 @pytest.fixture(scope="module")
-def vector(shared_dir):
-    folder = shared_dir / VECTOR
-    config = json.loads((folder / "config.json").read_text())
+def vector():
+    config, state_dict, io = load_vector(VECTOR)
     model = build_adm(**config).eval()
-    model.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True), strict=True)
-    io = torch.load(folder / "io.pt", weights_only=True)
+    model.load_state_dict(state_dict, strict=True)
     with torch.no_grad():
         out = model(io["x"], io["t"])
     return model, io, out
@@ -49,9 +47,9 @@ def test_reproduces_reference_vector(vector):
     assert err <= 1e-4
 
 
-def test_vector_state_dict_order_matches_manifest(vector, shared_dir):
+def test_vector_state_dict_order_matches_manifest(vector):
     model, _, _ = vector
-    assert state_dict_signature(model) == read_manifest(shared_dir / VECTOR / "state_dict_manifest.jsonl")
+    assert state_dict_signature(model) == read_manifest(VECTORS / VECTOR / "state_dict_manifest.jsonl.gz")
 
 
 def test_vector_is_batch_invariant(vector):
@@ -70,11 +68,9 @@ def test_scalar_and_float_t_match_integer_t():
         torch.testing.assert_close(model(x, torch.tensor([37.0, 37.0], dtype=torch.float64)), ref, atol=0, rtol=0)
 
 
-def test_fp16_torso_stays_close_to_fp32_vector(shared_dir):
-    folder = shared_dir / VECTOR
-    model = build_adm(**json.loads((folder / "config.json").read_text())).eval()
-    model.load_state_dict(torch.load(folder / "state_dict.pt", weights_only=True), strict=True)
-    io = torch.load(folder / "io.pt", weights_only=True)
+def test_fp16_torso_stays_close_to_fp32_vector(vector):
+    reference, io, _ = vector
+    model = copy.deepcopy(reference)
     model.convert_to_fp16()
     assert model.torso_dtype == torch.float16
     assert model.time_embed[0].weight.dtype == torch.float32 and model.out[2].weight.dtype == torch.float32
@@ -84,15 +80,15 @@ def test_fp16_torso_stays_close_to_fp32_vector(shared_dir):
     assert (out - io["out"][:1]).abs().max().item() <= 2e-2
 
 
-def test_full_preset_matches_manifests(shared_dir):
+def test_full_preset_matches_manifests():
     with torch.device("meta"):
         model = build_adm(**ADM_IMAGENET_256_UNCOND)
     assert sum(p.numel() for p in model.parameters()) == 552_814_086
-    assert state_dict_signature(model) == read_manifest(shared_dir / MANIFEST)
+    assert state_dict_signature(model) == manifest(MANIFEST)
     model.convert_to_fp16()
-    assert state_dict_signature(model) == read_manifest(shared_dir / RUNTIME_MANIFEST)
+    assert state_dict_signature(model) == manifest(RUNTIME_MANIFEST)
     model.convert_to_fp32()
-    assert state_dict_signature(model) == read_manifest(shared_dir / MANIFEST)
+    assert state_dict_signature(model) == manifest(MANIFEST)
 
 
 def test_preset_config_resolves_like_create_model():

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ddpm_adm_testutil import read_manifest, state_dict_signature
+from reference_data import manifest, state_dict_signature
 
 import ssni.models as zoo
 from ssni.models.classifiers import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD, build_wrn
 
 MANIFESTS = {
-    "cifar10-wrn-28-10": ("robustbench_cifar10_Standard_WideResNet-28-10.state_dict.jsonl", 36_479_194),
-    "cifar10-wrn-70-16-dropout": ("diffpure_cifar10_WideResNet-70-16-dropout.state_dict.jsonl", 266_796_506),
-    "cifar10-resnet-50": ("diffpure_cifar10_ResNet-50.state_dict.jsonl", 23_520_842),
+    "cifar10-wrn-28-10": ("robustbench_cifar10_Standard_WideResNet-28-10.state_dict", 36_479_194),
+    "cifar10-wrn-70-16-dropout": ("diffpure_cifar10_WideResNet-70-16-dropout.state_dict", 266_796_506),
+    "cifar10-resnet-50": ("diffpure_cifar10_ResNet-50.state_dict", 23_520_842),
 }
 
 
 @pytest.mark.parametrize("name", sorted(MANIFESTS))
-def test_preset_matches_manifest(shared_dir, name):
-    manifest, params = MANIFESTS[name]
+def test_preset_matches_manifest(name):
+    manifest_name, params = MANIFESTS[name]
     with torch.device("meta"):
         model = zoo.build(name)
-    assert state_dict_signature(model) == read_manifest(shared_dir / "checkpoint-manifests" / manifest)
+    assert state_dict_signature(model) == manifest(manifest_name)
     assert sum(p.numel() for p in model.parameters()) == params
 
 

@@ -4,41 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ddpm_adm_testutil import randomize_, read_manifest, state_dict_signature
+from reference_data import manifest, randomize_, state_dict_signature
+from standins import GOOGLE_DDPM_CIFAR10_CONFIG
 
-from ssni.models.ddpm import (
-    DDPM_CIFAR10,
-    DDPMConfig,
-    build_ddpm,
+from ssni.models.ddpm import DDPM_CIFAR10, DDPMConfig, build_ddpm
+from ssni.models.formats.diffusers import (
     ddpm_config_from_diffusers,
     ddpm_state_dict_from_diffusers,
     load_diffusers_folder,
 )
 
-PD_MANIFEST = "ddpm_cifar10_ema_model-790000_pytorch_diffusion.state_dict.jsonl"
-DIFFUSERS_MANIFEST = "diffusers_google_ddpm_cifar10_32.unet2dmodel_state_dict.jsonl"
-
-# google/ddpm-cifar10-32 config.json (the fields that define the network).
-GOOGLE_DDPM_CIFAR10_CONFIG = {
-    "_class_name": "UNet2DModel",
-    "act_fn": "silu",
-    "attention_head_dim": None,
-    "block_out_channels": [128, 256, 256, 256],
-    "center_input_sample": False,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"],
-    "downsample_padding": 0,
-    "flip_sin_to_cos": False,
-    "freq_shift": 1,
-    "in_channels": 3,
-    "layers_per_block": 2,
-    "mid_block_scale_factor": 1,
-    "norm_eps": 1e-06,
-    "norm_num_groups": 32,
-    "out_channels": 3,
-    "sample_size": 32,
-    "time_embedding_type": "positional",
-    "up_block_types": ["UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"],
-}
+PD_MANIFEST = "ddpm_cifar10_ema_model-790000_pytorch_diffusion.state_dict"
+DIFFUSERS_MANIFEST = "diffusers_google_ddpm_cifar10_32.unet2dmodel_state_dict"
 
 SMALL = dict(ch=32, out_ch=1, ch_mult=(1, 2, 2), num_res_blocks=1, in_channels=1)
 
@@ -71,15 +48,15 @@ def test_scalar_and_float_t_match_integer_t():
         torch.testing.assert_close(model(x, torch.tensor(17.0)), ref, atol=0, rtol=0)
 
 
-def test_preset_matches_pytorch_diffusion_manifest(shared_dir):
+def test_preset_matches_pytorch_diffusion_manifest():
     model = build_ddpm(**DDPM_CIFAR10)
-    assert state_dict_signature(model) == read_manifest(shared_dir / "checkpoint-manifests" / PD_MANIFEST)
+    assert state_dict_signature(model) == manifest(PD_MANIFEST)
     assert sum(p.numel() for p in model.parameters()) == 35_746_307
 
 
-def test_diffusers_manifest_maps_onto_pytorch_diffusion_manifest(shared_dir):
-    diffusers = read_manifest(shared_dir / "checkpoint-manifests" / DIFFUSERS_MANIFEST)
-    pd = read_manifest(shared_dir / "checkpoint-manifests" / PD_MANIFEST)
+def test_diffusers_manifest_maps_onto_pytorch_diffusion_manifest():
+    diffusers = manifest(DIFFUSERS_MANIFEST)
+    pd = manifest(PD_MANIFEST)
     fake = {key: torch.empty(shape, device="meta") for key, shape, _ in diffusers}
     mapped = ddpm_state_dict_from_diffusers(fake)
     assert {k: list(v.shape) for k, v in mapped.items()} == {key: shape for key, shape, _ in pd}

@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
-from ddpm_adm_testutil import read_manifest, state_dict_signature
+from reference_data import VECTORS, load_vector, manifest, read_manifest, state_dict_signature
 
 import ssni.models as zoo
 from ssni.models.edm import EDMEpsAdapter, build_edm
 from ssni_kernels.reference import VP_BETA_MAX, VP_BETA_MIN
 
-VECTOR = "test-vectors/edm_songunet_small"
-MANIFEST = "checkpoint-manifests/edm_cifar10_32x32_uncond_vp.ema_state_dict.jsonl"
+VECTOR = "edm_songunet_small"
+MANIFEST = "edm_cifar10_32x32_uncond_vp.ema_state_dict"
 NAME = "cifar10-edm-uncond-vp"
 
 
 @pytest.fixture(scope="module")
-def vector(shared_dir):
-    d = shared_dir / VECTOR
-    model = build_edm(**json.loads((d / "config.json").read_text()))
-    model.load_state_dict(torch.load(d / "state_dict.pt", weights_only=True), strict=True)
-    return model.eval(), torch.load(d / "io.pt", weights_only=True)
+def vector():
+    config, state_dict, io = load_vector(VECTOR)
+    model = build_edm(**{k: v for k, v in config.items() if k != "class_name"})
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval(), io
 
 
 def test_vector_denoiser_and_score(vector):
@@ -35,15 +34,15 @@ def test_vector_denoiser_and_score(vector):
     assert (score - io["score"]).abs().max() <= 1e-5 * io["score"].abs().max()
 
 
-def test_small_state_dict_matches_vector_manifest(shared_dir):
-    model = build_edm(**json.loads((shared_dir / VECTOR / "config.json").read_text()))
-    assert state_dict_signature(model) == read_manifest(shared_dir / VECTOR / "state_dict_manifest.jsonl")
+def test_small_state_dict_matches_vector_manifest(vector):
+    model, _ = vector
+    assert state_dict_signature(model) == read_manifest(VECTORS / VECTOR / "state_dict_manifest.jsonl.gz")
 
 
-def test_preset_matches_manifest(shared_dir):
+def test_preset_matches_manifest():
     with torch.device("meta"):
         model = zoo.build(NAME)
-    assert state_dict_signature(model) == read_manifest(shared_dir / MANIFEST)
+    assert state_dict_signature(model) == manifest(MANIFEST)
     assert sum(p.numel() for p in model.parameters()) == 55_733_891
 
 

@@ -8,25 +8,29 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from ddpm_adm_testutil import randomize_, read_manifest, state_dict_signature
+from reference_data import (
+    VECTORS,
+    load_vector,
+    manifest,
+    manifest_entries,
+    randomize_,
+    read_manifest,
+    state_dict_signature,
+)
 
 import ssni.models as zoo
-from ssni.models.convert import CheckpointError
+from ssni.models.checkpoint import CheckpointError
 from ssni.models.ncsnpp import DDPMPP_DEEP_CONTINUOUS_CIFAR10, NCSNpp, NCSNppConfig, build_ncsnpp
 from ssni_kernels.reference import vp_sigma
 
-VECTOR = "test-vectors/score_sde_ncsnpp_small"
-MANIFEST = "checkpoint-manifests/score_sde_cifar10_ddpmpp_deep_continuous"
+VECTOR = "score_sde_ncsnpp_small"
+MANIFEST = "score_sde_cifar10_ddpmpp_deep_continuous"
 NAME = "cifar10-ddpmpp-deep-continuous"
 
 
 @pytest.fixture(scope="module")
-def vector(shared_dir):
-    d = shared_dir / VECTOR
-    config = json.loads((d / "config.json").read_text())
-    state_dict = torch.load(d / "state_dict.pt", weights_only=True)
-    io = torch.load(d / "io.pt", weights_only=True)
-    return config, state_dict, io
+def vector():
+    return load_vector(VECTOR)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +72,9 @@ def test_config_as_attribute_namespace(vector):
     assert NCSNppConfig.from_score_sde(config) == NCSNppConfig.from_score_sde(vector[0])
 
 
-def test_small_state_dict_matches_vector_manifest(shared_dir):
-    model = build_ncsnpp(json.loads((shared_dir / VECTOR / "config.json").read_text()))
-    assert state_dict_signature(model) == read_manifest(shared_dir / VECTOR / "state_dict_manifest.jsonl")
+def test_small_state_dict_matches_vector_manifest(vector):
+    model = build_ncsnpp(vector[0])
+    assert state_dict_signature(model) == read_manifest(VECTORS / VECTOR / "state_dict_manifest.jsonl.gz")
 
 
 @pytest.fixture(scope="module")
@@ -79,19 +83,18 @@ def meta_preset():
         return zoo.build(NAME)
 
 
-def test_preset_matches_model_manifest(shared_dir, meta_preset):
-    assert state_dict_signature(meta_preset) == read_manifest(shared_dir / f"{MANIFEST}.model_state_dict.jsonl")
+def test_preset_matches_model_manifest(meta_preset):
+    assert state_dict_signature(meta_preset) == manifest(f"{MANIFEST}.model_state_dict")
     assert sum(p.numel() for p in meta_preset.parameters()) == 106_632_579
 
 
-def test_preset_matches_module_prefixed_manifest(shared_dir, meta_preset):
+def test_preset_matches_module_prefixed_manifest(meta_preset):
     prefixed = [(f"module.{k}", s, d) for k, s, d in state_dict_signature(meta_preset)]
-    assert prefixed == read_manifest(shared_dir / f"{MANIFEST}.checkpoint_model_key_module_prefixed.jsonl")
+    assert prefixed == manifest(f"{MANIFEST}.checkpoint_model_key_module_prefixed")
 
 
-def test_positional_parameter_order_matches_ema_manifest(shared_dir, meta_preset):
-    lines = (shared_dir / f"{MANIFEST}.ema_shadow_params_order.jsonl").read_text().splitlines()
-    expected = [(e["index"], e["key"], e["shape"]) for e in map(json.loads, lines)]
+def test_positional_parameter_order_matches_ema_manifest(meta_preset):
+    expected = [(e["index"], e["key"], e["shape"]) for e in manifest_entries(f"{MANIFEST}.ema_shadow_params_order")]
     trainable = [(n, list(p.shape)) for n, p in meta_preset.named_parameters() if p.requires_grad]
     assert [(i, n, s) for i, (n, s) in enumerate(trainable)] == expected
 

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ssni.models.mnist import (
-    MNIST_CLASSIFIER_KIND,
-    MNIST_DIFFUSION_KIND,
-    MNISTClassifier,
-    MNISTClassifierConfig,
-    MNISTDiffusionConfig,
-    build_mnist_diffusion,
-    save_weights,
-)
+from ssni.models.mnist import MNISTClassifier, MNISTClassifierConfig, MNISTDiffusionConfig, build_mnist_diffusion
+from ssni.models.registry import save_weights
 
 TINY_DIFFUSION = MNISTDiffusionConfig(ch=32, ch_mult=(1,), num_res_blocks=1, attn_resolutions=())
 TINY_CLASSIFIER = MNISTClassifierConfig(channels=(4, 8), hidden=16)
@@ -25,6 +18,6 @@ def write_tiny_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     torch.manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     diffusion, classifier = folder / "tiny_ddpm.safetensors", folder / "tiny_classifier.safetensors"
-    save_weights(build_mnist_diffusion(TINY_DIFFUSION), diffusion, MNIST_DIFFUSION_KIND, TINY_DIFFUSION)
-    save_weights(MNISTClassifier(TINY_CLASSIFIER), classifier, MNIST_CLASSIFIER_KIND, TINY_CLASSIFIER)
+    save_weights("mnist-ddpm", build_mnist_diffusion(TINY_DIFFUSION), diffusion, TINY_DIFFUSION)
+    save_weights("mnist-classifier", MNISTClassifier(TINY_CLASSIFIER), classifier, TINY_CLASSIFIER)
     return diffusion, classifier

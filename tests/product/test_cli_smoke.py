@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from ssni.models.mnist import MNIST_CALIBRATION, MNIST_DIFFUSION_WEIGHTS
+from ssni.models import spec
+from ssni.zoo.mnist import CALIBRATION
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_smoke_eval_on_the_embedded_default(tmp_path):
-    if not (MNIST_DIFFUSION_WEIGHTS.is_file() and MNIST_CALIBRATION.is_file()):
+    if not (spec("mnist-ddpm").embedded.is_file() and CALIBRATION.is_file()):
         pytest.fail("the embedded MNIST weights/calibration are missing from ssni/weights/")
     out = tmp_path / "smoke.jsonl"
     cmd = [sys.executable, "-m", "ssni.cli", "eval", "--smoke", "--json", "--no-progress", "--out", str(out)]

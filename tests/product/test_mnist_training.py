@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssni import training
-from ssni.models.mnist import load_mnist_diffusion, read_weights
-from ssni.training import (
+import ssni.models as zoo
+from ssni.models.checkpoint import read_checkpoint, read_safetensors_metadata
+from ssni.zoo.mnist import train as training
+from ssni.zoo.mnist.train import (
     DiffusionTrainingConfig,
     random_shift,
     sample_timesteps,
@@ -72,11 +73,10 @@ def test_diffusion_training_killed_and_restarted_equals_uninterrupted(tmp_path, 
     resumed = train_diffusion(config("resumed"))
 
     assert straight.steps == resumed.steps == 3
-    a, _ = read_weights(straight.out, "mnist-ddpm")
-    b, metadata = read_weights(resumed.out, "mnist-ddpm")
+    a, b = read_checkpoint(straight.out), read_checkpoint(resumed.out)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert metadata["steps"] == "3"
-    assert load_mnist_diffusion(resumed.out).training is False
+    assert read_safetensors_metadata(resumed.out)["steps"] == "3"
+    assert zoo.load("mnist-ddpm", resumed.out).training is False
 
 
 def test_cli_flags_reach_the_config(tmp_path):
@@ -84,7 +84,7 @@ def test_cli_flags_reach_the_config(tmp_path):
     argv = ["--iterations", "1", "--batch-size", "2", "--threads", "1", "--out", str(out)]
     argv += ["--checkpoint", str(tmp_path / "ck" / "checkpoint.pt")]
     assert train_diffusion_main(argv) == 0
-    _, metadata = read_weights(out, "mnist-ddpm")
+    metadata = read_safetensors_metadata(out)
     assert '"batch_size": 2' in metadata["training_config"]
     with pytest.raises(SystemExit):
         train_diffusion_main(["--no-such-flag"])

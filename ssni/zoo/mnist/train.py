@@ -1,8 +1,9 @@
 """Training of the embedded MNIST default: the small classifier and the small ε-prediction DDPM UNet.
 
-Both trainers take a dataclass config, run on CPU (or CUDA when asked), and write safetensors weights whose
-metadata records the model config and a training summary (steps, final loss/accuracy, wall time). The diffusion
-trainer checkpoints regularly and resumes from its checkpoint when restarted with the same command.
+Both trainers take a dataclass config, run on CPU (or CUDA when asked), and write ssni weights files
+(`ssni.models.registry.save_weights`) whose metadata records the model config and a training summary (steps, final
+loss/accuracy, wall time). The diffusion trainer checkpoints regularly and resumes from its checkpoint when
+restarted with the same command.
 
 CLI entry points (wired as `ssni train-classifier` / `ssni train-diffusion`): `train_classifier_main(argv)` and
 `train_diffusion_main(argv)`; each flag is a config field (`--batch-size 64`).
@@ -23,25 +24,31 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssni.data.mnist import load_mnist
-from ssni.models.mnist import (
-    MNIST_CLASSIFIER_KIND,
-    MNIST_CLASSIFIER_WEIGHTS,
-    MNIST_DIFFUSION_KIND,
-    MNIST_DIFFUSION_WEIGHTS,
-    MNISTClassifier,
-    MNISTClassifierConfig,
-    MNISTDiffusionConfig,
-    build_mnist_diffusion,
-    save_weights,
-)
+from ssni.models.mnist import MNISTClassifier, MNISTClassifierConfig, MNISTDiffusionConfig, build_mnist_diffusion
+from ssni.models.registry import save_weights, spec
 from ssni.schedules import ddpm_alphas_cumprod
+
+__all__ = [
+    "ClassifierTrainingConfig",
+    "DiffusionTrainingConfig",
+    "TrainingResult",
+    "classifier_accuracy",
+    "config_from_argv",
+    "random_shift",
+    "sample_timesteps",
+    "train_classifier",
+    "train_classifier_main",
+    "train_diffusion",
+    "train_diffusion_main",
+    "warmup_cosine",
+]
 
 
 @dataclass
 class ClassifierTrainingConfig:
     """Train the MNIST classifier: AdamW, warm-up + cosine LR, 50k training images shifted by ±max_shift px."""
 
-    out: str = str(MNIST_CLASSIFIER_WEIGHTS)
+    out: str = str(spec("mnist-classifier").embedded)
     epochs: int = 4
     batch_size: int = 128
     lr: float = 2e-3
@@ -63,7 +70,7 @@ class DiffusionTrainingConfig:
     [0, t_max). The model is not trained (and must not be used) for t ≥ t_max.
     """
 
-    out: str = str(MNIST_DIFFUSION_WEIGHTS)
+    out: str = str(spec("mnist-ddpm").embedded)
     checkpoint: str = "runs/mnist_ddpm/checkpoint.pt"
     iterations: int = 3000
     max_minutes: float = 0.0  # stop early (and export) after this much training wall time in total; 0 = no limit
@@ -171,7 +178,7 @@ def train_classifier(config: ClassifierTrainingConfig) -> TrainingResult:
     }
     summary = {"steps": str(step), "wall_time_s": f"{wall:.1f}", "metrics": json.dumps(metrics)}
     summary["training_config"] = json.dumps(asdict(config), sort_keys=True)
-    save_weights(model.cpu(), Path(config.out), MNIST_CLASSIFIER_KIND, config.model, extra=summary)
+    save_weights("mnist-classifier", model.cpu(), Path(config.out), config.model, extra=summary)
     print(f"test_acc {metrics['test_accuracy']:.4f}; wrote {config.out} ({wall:.0f}s)", flush=True)
     return TrainingResult(config.out, step, metrics, wall)
 
@@ -281,202 +288,9 @@ def train_diffusion(config: DiffusionTrainingConfig) -> TrainingResult:
         "training_config": json.dumps(asdict(config), sort_keys=True),
         "valid_timesteps": f"0..{config.t_max - 1}",
     }
-    save_weights(ema.cpu(), Path(config.out), MNIST_DIFFUSION_KIND, config.model, extra=summary)
+    save_weights("mnist-ddpm", ema.cpu(), Path(config.out), config.model, extra=summary)
     print(f"step {step} loss_avg {loss_avg:.4f}; wrote EMA weights to {config.out} ({elapsed:.0f}s)", flush=True)
     return TrainingResult(config.out, step, metrics, elapsed)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Model-card artefacts: accuracy after purification at a few t*, and the clean → noised → purified grid
-# ---------------------------------------------------------------------------------------------------------------
-@torch.no_grad()
-def purified_accuracy(
-    diffusion: nn.Module,
-    classifier: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    t_stars: tuple[int, ...],
-    *,
-    seed: int = 121,
-    num_steps: int | None = None,
-    batch_size: int = 64,
-) -> dict[int, float]:
-    """Clean accuracy of classifier(DDPM-purify(x, t*)) for each t* (spec §5, η = 1; sample ids = row numbers).
-
-    num_steps None visits every index (the defence); an int n uses the §5 step sequence with n steps.
-    """
-    from ssni.purify.ddpm import DDPMPurifier
-
-    accuracy = {}
-    for t_star in t_stars:
-        purifier = DDPMPurifier(diffusion, t_star=t_star, num_steps=num_steps)
-        correct = 0
-        for start in range(0, len(labels), batch_size):
-            x = images[start : start + batch_size]
-            ids = torch.arange(start, start + x.shape[0])
-            purified = purifier.purify(x, seed=seed, sample_ids=ids)
-            correct += (classifier(purified).argmax(1) == labels[start : start + batch_size]).sum().item()
-        accuracy[t_star] = correct / len(labels)
-    return accuracy
-
-
-@torch.no_grad()
-def save_purification_grid(
-    diffusion: nn.Module, images: torch.Tensor, t_stars: tuple[int, ...], path: Path, *, seed: int = 121, scale: int = 3
-) -> None:
-    """PNG grid: row 0 the clean images [N, 1, H, W]; then per t*, the input noised at index t*−1 and its
-    purification (the same noise draw as `DDPMPurifier.purify` with sample ids 0..N−1). Needs matplotlib."""
-    import matplotlib.pyplot as plt
-
-    from ssni.purify.ddpm import DDPMPurifier, inject
-
-    ids = torch.arange(images.shape[0])
-    rows = [images]
-    for t_star in t_stars:
-        purifier = DDPMPurifier(diffusion, t_star=t_star)
-        t = purifier.constant_t(images.shape[0], images.device)
-        noised = inject(2 * images - 1, t, ddpm_alphas_cumprod(), seed=seed, sample_ids=ids, draw=0)
-        rows += [(noised + 1) / 2, purifier.purify(images, seed=seed, sample_ids=ids)]
-    grid = torch.cat([torch.cat(list(row[:, 0].clamp(0, 1)), dim=1) for row in rows], dim=0)
-    grid = grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(str(path), grid.numpy(), cmap="gray", vmin=0.0, vmax=1.0)
-
-
-@dataclass
-class MNISTReportConfig:
-    """Write the MNIST model-card numbers: purified accuracy vs t*, score norms, calibration, purification grid.
-
-    Lists (t_stars, grid_t_stars) are comma-separated strings.
-    """
-
-    out_dir: str = str(MNIST_DIFFUSION_WEIGHTS.parent)
-    t_stars: str = "50,100,150,200,300"
-    sweep_images: int = 64
-    sweep_steps: int = 25  # reverse steps per purification in the t* sweep; 0 = every index (the defence)
-    grid_t_stars: str = "100,200"
-    calibration_samples: int = 1000
-    num_levels: int = 10
-    norm_images: int = 200
-    fgsm_eps: float = 0.3
-    noise_std: float = 0.15
-    seed: int = 121
-    threads: int = 2
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
-
-
-def fgsm(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float) -> torch.Tensor:
-    """One signed-gradient step of size eps on the cross-entropy of `classifier`, clamped to [0, 1]."""
-    x = images.clone().requires_grad_(True)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(F.cross_entropy(classifier(x), labels, reduction="sum"), x)
-    return (images + eps * grad.sign()).clamp(0.0, 1.0)
-
-
-def mnist_report(config: MNISTReportConfig) -> dict:
-    """Compute the model-card numbers with the weights in `config.out_dir`; write mnist_report.json, the grid PNG
-    and the calibration (mnist_calibration.json + its norms) there. Returns the report dict."""
-    from ssni.calibration import calibrate
-    from ssni.data.subsets import calibration_subset, mnist_test_subset
-    from ssni.models.mnist import load_mnist_classifier, load_mnist_diffusion, weights_id
-    from ssni.score import eps_score_norm
-
-    torch.set_num_threads(config.threads)
-    out = Path(config.out_dir)
-    diffusion_path = out / MNIST_DIFFUSION_WEIGHTS.name
-    diffusion = load_mnist_diffusion(diffusion_path)
-    classifier = load_mnist_classifier(out / MNIST_CLASSIFIER_WEIGHTS.name)
-    train, test = load_mnist("train"), load_mnist("test")
-    report: dict = {"seed": config.seed}
-    start = time.perf_counter()
-
-    grid_index = [int((test.labels == c).nonzero()[0]) for c in range(10)]  # the first test image of each digit
-    save_purification_grid(
-        diffusion,
-        test.images[grid_index],
-        _ints(config.grid_t_stars),
-        out / "mnist_purification_grid.png",
-        seed=config.seed,
-    )
-    report["grid"] = {"t_stars": list(_ints(config.grid_t_stars)), "test_indices": grid_index}
-    print(f"grid written ({time.perf_counter() - start:.0f}s)", flush=True)
-
-    sweep = test.subset(mnist_test_subset(config.sweep_images))
-    accuracy = purified_accuracy(
-        diffusion,
-        classifier,
-        sweep.images,
-        sweep.labels,
-        _ints(config.t_stars),
-        seed=config.seed,
-        num_steps=config.sweep_steps or None,
-    )
-    report["purified_clean_accuracy"] = {
-        "images": config.sweep_images,
-        "reverse_steps": config.sweep_steps or "every index",
-        "no_purification": classifier_accuracy(classifier, sweep.images, sweep.labels),
-        "by_t_star": {str(k): v for k, v in accuracy.items()},
-    }
-    print(json.dumps(report["purified_clean_accuracy"]), f"({time.perf_counter() - start:.0f}s)", flush=True)
-
-    reference = train.subset(calibration_subset(len(train), config.calibration_samples))
-    calibration = calibrate(
-        diffusion,
-        reference.images,
-        model_id=weights_id(diffusion_path, MNIST_DIFFUSION_KIND),
-        num_levels=config.num_levels,
-        seed=config.seed,
-        batch_size=100,
-    )
-    calibration.save(out / "mnist_calibration.json")
-    report["calibration"] = {
-        "samples": config.calibration_samples,
-        "num_levels": config.num_levels,
-        "mean": calibration.mean,
-        "std": calibration.std,
-        "tau": calibration.tau,
-    }
-    print(json.dumps(report["calibration"]), f"({time.perf_counter() - start:.0f}s)", flush=True)
-
-    probe = test.subset(mnist_test_subset(config.norm_images))
-    noise = torch.randn(probe.images.shape, generator=torch.Generator().manual_seed(config.seed))
-    inputs = {
-        "clean": probe.images,
-        f"fgsm_eps{config.fgsm_eps:g}": fgsm(classifier, probe.images, probe.labels, config.fgsm_eps),
-        f"gaussian_std{config.noise_std:g}": (probe.images + config.noise_std * noise).clamp(0.0, 1.0),
-    }
-    ids = torch.arange(len(probe))
-    norms = {}
-    for name, x in inputs.items():
-        e = torch.cat(
-            [
-                eps_score_norm(
-                    diffusion, x[i : i + 50], config.num_levels, seed=config.seed, sample_ids=ids[i : i + 50]
-                )
-                for i in range(0, len(x), 50)
-            ]
-        )
-        norms[name] = {
-            "mean": float(e.mean()),
-            "std": float(e.std()),
-            "fraction_above_clean_q95": float((e > calibration.quantiles["0.95"]).float().mean()),
-            "classifier_accuracy": classifier_accuracy(classifier, x, probe.labels),
-        }
-    report["score_norms"] = {"images": config.norm_images, "num_levels": config.num_levels, "by_input": norms}
-    print(json.dumps(report["score_norms"]), f"({time.perf_counter() - start:.0f}s)", flush=True)
-
-    report["wall_time_s"] = round(time.perf_counter() - start, 1)
-    (out / "mnist_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def mnist_report_main(argv: list[str] | None = None) -> int:
-    """`python -m ssni.training report [--sweep-images N ...]`: write the MNIST model-card numbers and grid."""
-    mnist_report(_config_from_argv(MNISTReportConfig, "python -m ssni.training report", argv))
-    return 0
 
 
 def _parser_for(config_cls, prog: str) -> argparse.ArgumentParser:
@@ -491,47 +305,19 @@ def _parser_for(config_cls, prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _config_from_argv(config_cls, prog: str, argv: list[str] | None):
+def config_from_argv(config_cls, prog: str, argv: list[str] | None):
+    """An instance of `config_cls` from command-line flags (one `--flag` per scalar field)."""
     args = _parser_for(config_cls, prog).parse_args(argv)
     return config_cls(**vars(args))
 
 
 def train_classifier_main(argv: list[str] | None = None) -> int:
     """`ssni train-classifier [--epochs N ...]`: train and write the MNIST classifier. Returns the exit code."""
-    train_classifier(_config_from_argv(ClassifierTrainingConfig, "ssni train-classifier", argv))
+    train_classifier(config_from_argv(ClassifierTrainingConfig, "ssni train-classifier", argv))
     return 0
 
 
 def train_diffusion_main(argv: list[str] | None = None) -> int:
     """`ssni train-diffusion [--iterations N ...]`: train (or resume) and write the MNIST DDPM. Returns exit code."""
-    train_diffusion(_config_from_argv(DiffusionTrainingConfig, "ssni train-diffusion", argv))
+    train_diffusion(config_from_argv(DiffusionTrainingConfig, "ssni train-diffusion", argv))
     return 0
-
-
-__all__ = [
-    "MNISTReportConfig",
-    "fgsm",
-    "mnist_report",
-    "mnist_report_main",
-    "purified_accuracy",
-    "save_purification_grid",
-    "ClassifierTrainingConfig",
-    "DiffusionTrainingConfig",
-    "TrainingResult",
-    "classifier_accuracy",
-    "sample_timesteps",
-    "train_classifier",
-    "train_classifier_main",
-    "train_diffusion",
-    "train_diffusion_main",
-]
-
-
-if __name__ == "__main__":
-    import sys
-
-    _COMMANDS = {"train-classifier": train_classifier_main, "train-diffusion": train_diffusion_main}
-    _COMMANDS["report"] = mnist_report_main
-    if len(sys.argv) < 2 or sys.argv[1] not in _COMMANDS:
-        sys.exit(f"usage: python -m ssni.training {{{','.join(_COMMANDS)}}} [--flag value ...]")
-    sys.exit(_COMMANDS[sys.argv[1]](sys.argv[2:]))
