@@ -18,7 +18,7 @@ Network (L = len(ch_mult) levels, level l has width ch·ch_mult[l] and resolutio
             then a nearest ×2 Upsample except at level 0
     ε̂     = conv_out(swish(norm_out(h)))
 
-Every GroupNorm has 32 groups and eps 1e-6; attention is single-head over the H·W positions.
+Every GroupNorm has 32 groups (`norm_groups`, for narrower models of ssni's own) and eps 1e-6; attention is single-head over the H·W positions.
 """
 
 from __future__ import annotations
@@ -80,19 +80,20 @@ class DDPMConfig:
     ch_mult: tuple[int, ...] = (1, 2, 4, 8)
     dropout: float = 0.0
     resamp_with_conv: bool = True
+    norm_groups: int = NORM_GROUPS  # pytorch_diffusion's 32; smaller for the narrow embedded MNIST model
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ch_mult", tuple(int(m) for m in self.ch_mult))
         object.__setattr__(self, "attn_resolutions", tuple(int(r) for r in self.attn_resolutions))
-        for name in ("ch", "out_ch", "num_res_blocks", "in_channels", "resolution"):
+        for name in ("ch", "out_ch", "num_res_blocks", "in_channels", "resolution", "norm_groups"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not self.ch_mult or min(self.ch_mult) < 1:
             raise ValueError(f"ch_mult must be a non-empty sequence of positive ints, got {self.ch_mult!r}")
         for name, width in (("ch", self.ch), *((f"ch*ch_mult[{i}]", self.ch * m) for i, m in enumerate(self.ch_mult))):
-            if width % NORM_GROUPS:
-                raise ValueError(f"{name} = {width} must be divisible by the {NORM_GROUPS} GroupNorm groups")
+            if width % self.norm_groups:
+                raise ValueError(f"{name} = {width} must be divisible by the {self.norm_groups} GroupNorm groups")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         # Downsample maps n -> ceil(n / 2) and Upsample doubles, so the skips only line up when every level but
@@ -124,8 +125,8 @@ def ddpm_timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     return F.pad(emb, (0, dim % 2))
 
 
-def _group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(NORM_GROUPS, channels, eps=NORM_EPS)
+def _group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=NORM_EPS)
 
 
 class ResnetBlock(nn.Module):
@@ -134,12 +135,12 @@ class ResnetBlock(nn.Module):
     The shortcut is the 1×1 `nin_shortcut` when the width changes, the identity otherwise.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, dropout: float) -> None:
+    def __init__(self, in_channels: int, out_channels: int, temb_channels: int, dropout: float, groups: int) -> None:
         super().__init__()
-        self.norm1 = _group_norm(in_channels)
+        self.norm1 = _group_norm(in_channels, groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.temb_proj = nn.Linear(temb_channels, out_channels)
-        self.norm2 = _group_norm(out_channels)
+        self.norm2 = _group_norm(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         if in_channels != out_channels:
@@ -159,9 +160,9 @@ class AttnBlock(nn.Module):
     out = x + proj_out(softmax(q kᵀ / √C) v), with q, k, v = 1×1 convs of norm(x).
     """
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
-        self.norm = _group_norm(channels)
+        self.norm = _group_norm(channels, groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)
@@ -229,11 +230,11 @@ class _Level(nn.Module):
 
 
 class _Middle(nn.Module):
-    def __init__(self, channels: int, temb_channels: int, dropout: float) -> None:
+    def __init__(self, channels: int, temb_channels: int, dropout: float, groups: int) -> None:
         super().__init__()
-        self.block_1 = ResnetBlock(channels, channels, temb_channels, dropout)
-        self.attn_1 = AttnBlock(channels)
-        self.block_2 = ResnetBlock(channels, channels, temb_channels, dropout)
+        self.block_1 = ResnetBlock(channels, channels, temb_channels, dropout, groups)
+        self.attn_1 = AttnBlock(channels, groups)
+        self.block_2 = ResnetBlock(channels, channels, temb_channels, dropout, groups)
 
     def forward(self, h: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         return self.block_2(self.attn_1(self.block_1(h, temb)), temb)
@@ -249,6 +250,7 @@ class DDPMUNet(nn.Module):
         super().__init__()
         self.config = config
         ch, mult, n_blocks, dropout = config.ch, config.ch_mult, config.num_res_blocks, config.dropout
+        groups = config.norm_groups
         temb_ch = 4 * ch
         level_res = config.level_resolutions
         last = len(mult) - 1
@@ -261,16 +263,16 @@ class DDPMUNet(nn.Module):
         for level, m in enumerate(mult):
             blocks, attns = [], []
             for _ in range(n_blocks):
-                blocks.append(ResnetBlock(width, ch * m, temb_ch, dropout))
+                blocks.append(ResnetBlock(width, ch * m, temb_ch, dropout, groups))
                 width = ch * m
                 if level_res[level] in config.attn_resolutions:
-                    attns.append(AttnBlock(width))
+                    attns.append(AttnBlock(width, groups))
             down = _Level(blocks, attns)
             if level != last:
                 down.downsample = Downsample(width, config.resamp_with_conv)
             self.down.append(down)
 
-        self.mid = _Middle(width, temb_ch, dropout)
+        self.mid = _Middle(width, temb_ch, dropout, groups)
 
         # The up path is built coarse-to-fine but stored by level index, so `up.<l>` has level l's resolution.
         ups: list[_Level] = []
@@ -279,17 +281,17 @@ class DDPMUNet(nn.Module):
             for i in range(n_blocks + 1):
                 # The last block of a level consumes the skip taken before that level's first down block.
                 skip = ch * (mult[level] if i < n_blocks else (mult[level - 1] if level > 0 else 1))
-                blocks.append(ResnetBlock(width + skip, ch * mult[level], temb_ch, dropout))
+                blocks.append(ResnetBlock(width + skip, ch * mult[level], temb_ch, dropout, groups))
                 width = ch * mult[level]
                 if level_res[level] in config.attn_resolutions:
-                    attns.append(AttnBlock(width))
+                    attns.append(AttnBlock(width, groups))
             up = _Level(blocks, attns)
             if level != 0:
                 up.upsample = Upsample(width, config.resamp_with_conv)
             ups.insert(0, up)
         self.up = nn.ModuleList(ups)
 
-        self.norm_out = _group_norm(width)
+        self.norm_out = _group_norm(width, groups)
         self.conv_out = nn.Conv2d(width, config.out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float) -> torch.Tensor:

@@ -40,18 +40,21 @@ class MNISTClassifierConfig:
 class MNISTDiffusionConfig:
     """Keyword arguments of `ssni.models.ddpm.build_ddpm` (pytorch_diffusion names) for the MNIST UNet.
 
-    28 → 14 → 7 with one residual block per level and self-attention at 7×7: 1.11M parameters.
+    28 → 14 → 7 with one residual block per level, widths 16/32/32, GroupNorm with 8 groups and attention only in
+    the middle block: 0.27M parameters and 93 MFLOP per sample, narrow enough that the CPU demo can evaluate
+    hundreds of images with attacks in minutes.
     """
 
     in_channels: int = 1
     out_ch: int = 1
-    ch: int = 32
+    ch: int = 16
     ch_mult: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 1
-    attn_resolutions: tuple[int, ...] = (7,)
+    attn_resolutions: tuple[int, ...] = ()
     dropout: float = 0.0
     resamp_with_conv: bool = True
     resolution: int = MNIST_NATIVE_SIZE
+    norm_groups: int = 8
 
 
 class MNISTClassifier(nn.Module):
