@@ -19,6 +19,9 @@ import torch
 CHECK_VALUES = os.environ.get("SSNI_CHECK_VALUES", "1") != "0"
 _UINT32 = 2**32
 _INT64_MIN, _UINT64_END = -(2**63), 2**64
+# kind of a tensor argument → how messages name its dtypes, and the dtype one Python value of it becomes
+_KIND_DTYPES = {"float": "floating point", "int": "an integer dtype", "bool": "torch.bool"}
+_NUMBER_DTYPES = {"float": torch.float64, "int": torch.int64, "bool": torch.bool}
 
 
 def tensor(op: str, name: str, value, *, kind: str = "float") -> torch.Tensor:
@@ -31,8 +34,7 @@ def tensor(op: str, name: str, value, *, kind: str = "float") -> torch.Tensor:
         "bool": value.dtype == torch.bool,
     }[kind]
     if not ok:
-        expected = {"float": "floating point", "int": "an integer dtype", "bool": "torch.bool"}[kind]
-        raise TypeError(f"{op}: {name} must be {expected}, got {value.dtype}")
+        raise TypeError(f"{op}: {name} must be {_KIND_DTYPES[kind]}, got {value.dtype}")
     return value
 
 
@@ -61,8 +63,8 @@ def vector(op: str, name: str, value, device: torch.device, length: int | None =
     """A 1-D tensor of `kind` on `device`, of `length` elements (any non-zero length when None)."""
     tensor(op, name, value, kind=kind)
     if value.dim() != 1 or (length is not None and value.shape[0] != length) or value.shape[0] == 0:
-        expected = f"[{length}]" if length is not None else "a non-empty 1-D shape"
-        raise ValueError(f"{op}: {name} must have shape {expected}, got {tuple(value.shape)}")
+        expected = f"have shape [{length}]" if length is not None else "be a non-empty 1-D tensor"
+        raise ValueError(f"{op}: {name} must {expected}, got shape {tuple(value.shape)}")
     if value.device != device:
         raise ValueError(f"{op}: {name} is on {value.device} but x is on {device}")
     return value
@@ -125,18 +127,14 @@ def per_sample(op: str, name: str, value, x: torch.Tensor, *, kind: str = "float
     return vector(op, name, value, x.device, B, kind=kind)
 
 
-_NUMBER_DTYPES = {"float": torch.float64, "int": torch.int64, "bool": torch.bool}
-
-
 def _number(op: str, name: str, value, kind: str):
     """One Python value of `kind` for every sample (ints must fit int64)."""
     readers = {"float": real, "int": integer, "bool": _boolean}
     try:
         number = readers[kind](op, name, value)
     except TypeError:
-        expected = {"float": "floating point", "int": "integer", "bool": "torch.bool"}[kind]
         raise TypeError(
-            f"{op}: {name} must be a [B] {expected} tensor or one Python {kind} for every sample, "
+            f"{op}: {name} must be a [B] tensor of {_KIND_DTYPES[kind]} or one Python {kind} for every sample, "
             f"got {type(value).__name__}"
         ) from None
     if kind == "int" and not _INT64_MIN <= number < 2**63:
@@ -154,17 +152,28 @@ def step_words(op: str, value, x: torch.Tensor):
     """`step` of the step ops as (int step, steps tensor or None, value conditions): an integer in [0, 2**32) for
     every sample, or an integer [B] tensor of per-sample words (then step = 0 and the op takes `steps`, int64)."""
     if not isinstance(value, torch.Tensor):
-        return counter_int(op, "step", value), None, []
+        try:
+            return counter_int(op, "step", value), None, []
+        except TypeError:
+            raise TypeError(
+                f"{op}: step must be a Python int or an integer [B] tensor of step words, got {type(value).__name__}"
+            ) from None
     words = per_sample(op, "step", value, x, kind="int")
     return 0, words, [("step must be in [0, 2**32)", (words >= 0) & (words < _UINT32))]
 
 
 def seed(op: str, value, needed: bool) -> int:
-    """The Philox key as a signed int64 (the schema's int); values in [2**63, 2**64) wrap to their bit pattern."""
+    """An optional seed= of an op as the schema's int (`seed_word`); None is 0 unless the op draws noise."""
     if value is None:
         if needed:
             raise ValueError(f"{op}: seed is required when noise is None (the op draws its own Philox noise)")
         return 0
+    return seed_word(op, value)
+
+
+def seed_word(op: str, value) -> int:
+    """The Philox key as a signed int64 (the schema's int): an integer in [-2**63, 2**64); values in
+    [2**63, 2**64) wrap to their bit pattern."""
     value = integer(op, "seed", value)
     if not _INT64_MIN <= value < _UINT64_END:
         raise ValueError(f"{op}: seed must be in [-2**63, 2**64), got {value}")

@@ -78,7 +78,7 @@ def seed_as_int64(seed: int) -> int:
     same Philox key (seed mod 2**32, seed div 2**32 mod 2**32). For code that calls ``torch.ops.ssni.<op>``
     directly; the public wrappers convert their ``seed=`` themselves.
     """
-    return _checks.seed("seed_as_int64", seed, needed=True)
+    return _checks.seed_word("seed_as_int64", seed)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -147,7 +147,7 @@ def philox_bits(counters, seed):
     if counters.dim() != 2 or counters.shape[1] != 4:
         raise ValueError(f"{op}: counters must have shape [N, 4], got {tuple(counters.shape)}")
     counters = counters.to(torch.int64)
-    seed = _checks.seed(op, seed, needed=True)
+    seed = _checks.seed_word(op, seed)
     _checks.values(op, [("counters must hold uint32 words in [0, 2**32)", (counters >= 0) & (counters < _UINT32))])
     return torch.ops.ssni.philox_bits(counters, seed)
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the ssni_kernels tests: dtypes, tolerances, schedules, random batches."""
+"""Shared helpers of the ssni_kernels tests: dtypes, tolerances, schedules, random batches, test ids, opcheck."""
 
 from __future__ import annotations
 
@@ -32,3 +32,32 @@ def assert_close_dtype(actual: torch.Tensor, expected: torch.Tensor, *, generate
 def batch(shape, dtype=torch.float32, seed=0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
+
+
+def dtype_id(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def shape_id(batch_size: int, row: tuple[int, ...]) -> str:
+    """FLA-style test id of a [B, C, H, W] batch: "B5-C3-H6-W7"."""
+    return "-".join([f"B{batch_size}", *(f"{axis}{n}" for axis, n in zip("CHW", row))])
+
+
+def with_grad(args: tuple, differentiable: tuple[int, ...]) -> tuple:
+    """args with fresh leaves requiring grad at the positions of the op's differentiable tensor inputs."""
+    args = list(args)
+    for i in differentiable:
+        if isinstance(args[i], torch.Tensor):
+            args[i] = args[i].clone().requires_grad_()
+    return tuple(args)
+
+
+def check_registration(op, args: tuple, differentiable: tuple[int, ...]) -> None:
+    """torch.library.opcheck (schema, fake kernel, autograd registration, AOT dispatch) with and without grad."""
+    torch.library.opcheck(op, with_grad(args, differentiable))
+    torch.library.opcheck(op, args)
+
+
+def check_gradients(op, args: tuple, differentiable: tuple[int, ...]) -> None:
+    """float64 gradcheck of the op's backward against finite differences."""
+    assert torch.autograd.gradcheck(lambda *a: op(*a), with_grad(args, differentiable), eps=1e-6, atol=1e-7)
