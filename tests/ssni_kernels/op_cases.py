@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
@@ -15,6 +16,18 @@ TOLERANCES = {
 }
 # Generated normals are float32 numbers a few ulp from the float64 definition.
 NOISE_ATOL = 2e-6
+
+
+# Generated noise of the op tests: a seed above 2**32 (both key words used) and ids above 2**32 (taken mod 2**32).
+SEED = 2**35 + 17
+IDS = torch.tensor([3, 1, 4, 1_000_000, 2**32 + 9])
+
+
+def noise_kwargs(given: bool, like: torch.Tensor) -> dict:
+    """The noise arguments of an op: noise like `like` (given), or the Philox stream of SEED and IDS."""
+    if given:
+        return {"noise": batch(like.shape, like.dtype, seed=5)}
+    return {"seed": SEED, "sample_ids": IDS}
 
 
 def ddpm_alphas_cumprod() -> torch.Tensor:
@@ -61,3 +74,9 @@ def check_registration(op, args: tuple, differentiable: tuple[int, ...]) -> None
 def check_gradients(op, args: tuple, differentiable: tuple[int, ...]) -> None:
     """float64 gradcheck of the op's backward against finite differences."""
     assert torch.autograd.gradcheck(lambda *a: op(*a), with_grad(args, differentiable), eps=1e-6, atol=1e-7)
+
+
+def check_bad_input(error: type[Exception], match: str, call) -> None:
+    """call() raises `error` with a message matching `match` (which names the argument)."""
+    with pytest.raises(error, match=match):
+        call()

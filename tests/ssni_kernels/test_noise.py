@@ -9,10 +9,12 @@ from op_cases import (
     DTYPES,
     assert_close_dtype,
     batch,
+    check_bad_input,
     check_gradients,
     check_registration,
     ddpm_alphas_cumprod,
     dtype_id,
+    noise_kwargs,
     shape_id,
 )
 
@@ -20,16 +22,8 @@ import ssni_kernels
 from ssni_kernels import reference
 
 B, ROW = 5, (3, 6, 7)
-SEED = 2**35 + 17
-IDS = torch.tensor([3, 1, 4, 1_000_000, 2**32 + 9])
 T = torch.tensor([0, 999, 500, 17, 250])
 INTEGER_DTYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32]
-
-
-def _noise_kwargs(given: bool, like: torch.Tensor) -> dict:
-    if given:
-        return {"noise": batch(like.shape, like.dtype, seed=5)}
-    return {"seed": SEED, "sample_ids": IDS}
 
 
 OP_CASES = [
@@ -46,7 +40,7 @@ OP_CASES = [
 def test_noise_inject(batch_size, row, dtype, given):
     ac = ddpm_alphas_cumprod()
     x = batch((batch_size, *row), dtype)
-    kwargs = _noise_kwargs(given, x)
+    kwargs = noise_kwargs(given, x)
     out = ssni_kernels.noise_inject(x, T, ac, step=4, **kwargs)
     assert out.dtype == dtype and out.shape == x.shape
     assert_close_dtype(out, reference.noise_inject(x, T, ac, step=4, **kwargs), generated_noise=not given)
@@ -102,7 +96,7 @@ def test_noise_inject_levels(batch_size, row, dtype, given):
     mean_coef = torch.tensor([0.99, 0.9, 0.5], dtype=torch.float64)
     std = (1 - mean_coef**2).sqrt()
     x = batch((batch_size, *row), dtype)
-    kwargs = _noise_kwargs(given, batch((K * batch_size, *row), dtype))
+    kwargs = noise_kwargs(given, batch((K * batch_size, *row), dtype))
     out = ssni_kernels.noise_inject_levels(x, mean_coef, std, **kwargs)
     assert out.shape == (K * batch_size, *row)
     assert_close_dtype(out, reference.noise_inject_levels(x, mean_coef, std, **kwargs), generated_noise=not given)
@@ -196,9 +190,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_names_the_argument(case):
-    error, match, call = BAD_INPUTS[case]
-    with pytest.raises(error, match=match):
-        call()
+    check_bad_input(*BAD_INPUTS[case])
 
 
 @pytest.mark.parametrize("which", ["noise_inject", "noise_inject_levels"])

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from op_cases import DTYPES, assert_close_dtype, batch, check_gradients, check_registration, dtype_id, shape_id
+from op_cases import (
+    DTYPES,
+    assert_close_dtype,
+    batch,
+    check_bad_input,
+    check_gradients,
+    check_registration,
+    dtype_id,
+    shape_id,
+)
 
 import ssni_kernels
 from ssni_kernels import reference
@@ -73,9 +82,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_names_the_argument(case):
-    error, match, call = BAD_INPUTS[case]
-    with pytest.raises(error, match=match):
-        call()
+    check_bad_input(*BAD_INPUTS[case])
 
 
 def test_schedule_requiring_grad_is_an_error():

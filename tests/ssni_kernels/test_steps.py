@@ -7,12 +7,16 @@ import pytest
 import torch
 from op_cases import (
     DTYPES,
+    IDS,
+    SEED,
     assert_close_dtype,
     batch,
+    check_bad_input,
     check_gradients,
     check_registration,
     ddpm_alphas_cumprod,
     dtype_id,
+    noise_kwargs,
     shape_id,
 )
 
@@ -20,8 +24,6 @@ import ssni_kernels
 from ssni_kernels import reference
 
 B, ROW = 5, (3, 6, 7)
-SEED = 2**35 + 17
-IDS = torch.tensor([3, 1, 4, 1_000_000, 2**32 + 9])
 VP_T = torch.tensor([0.1, 0.05, 0.001, 1.0, 0.3])
 
 
@@ -33,12 +35,6 @@ def _schedule(dtype=torch.float64):
     a_next[0] = 1.0
     a_next[3] = a[3]
     return a.to(dtype), a_next.to(dtype)
-
-
-def _noise_kwargs(given: bool, like: torch.Tensor) -> dict:
-    if given:
-        return {"noise": batch(like.shape, like.dtype, seed=5)}
-    return {"seed": SEED, "sample_ids": IDS}
 
 
 def _given_id(given: bool) -> str:
@@ -61,7 +57,7 @@ def test_reverse_step(batch_size, row, dtype, given, eta):
     a, a_next = _schedule()
     x, eps_hat = batch((batch_size, *row), dtype, seed=1), batch((batch_size, *row), dtype, seed=2)
     active = torch.tensor([True, True, False, True, True])
-    kwargs = {**_noise_kwargs(given, x), "step": 6, "active": active}
+    kwargs = {**noise_kwargs(given, x), "step": 6, "active": active}
     out = ssni_kernels.reverse_step(x, eps_hat, a, a_next, eta=eta, **kwargs)
     expected = reference.reverse_step(x, eps_hat, a, a_next, eta=eta, **kwargs)
     assert_close_dtype(out, expected, generated_noise=not given)
@@ -82,7 +78,7 @@ def test_reverse_step(batch_size, row, dtype, given, eta):
 def test_vp_sde_step(batch_size, row, dtype, given):
     x, eps_hat = batch((batch_size, *row), dtype, seed=1), batch((batch_size, *row), dtype, seed=2)
     active = torch.tensor([True, False, True, True, True])
-    kwargs = {**_noise_kwargs(given, x), "step": 2, "active": active}
+    kwargs = {**noise_kwargs(given, x), "step": 2, "active": active}
     out = ssni_kernels.vp_sde_step(x, eps_hat, VP_T, 1e-3, **kwargs)
     assert_close_dtype(out, reference.vp_sde_step(x, eps_hat, VP_T, 1e-3, **kwargs), generated_noise=not given)
     assert torch.equal(out[1], x[1])
@@ -233,9 +229,7 @@ BAD_INPUTS = {
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_names_the_argument(case):
-    error, match, call = BAD_INPUTS[case]
-    with pytest.raises(error, match=match):
-        call()
+    check_bad_input(*BAD_INPUTS[case])
 
 
 @pytest.mark.parametrize("which", ["reverse_step", "vp_sde_step"])
