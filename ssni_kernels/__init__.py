@@ -2,11 +2,9 @@
 
 Public ops (also registered as ``torch.ops.ssni.<name>``): noise_inject, noise_inject_levels, score_norm,
 reverse_step, vp_sde_step, and philox_bits (the raw Philox words behind the generated noise). The math of each
-is in ``ssni_kernels.reference``. ``seed_as_int64`` gives the ``seed`` that code calling ``torch.ops.ssni.<op>``
-directly must pass.
+is in ``ssni_kernels.reference``.
 """
 
-from ssni_kernels._library import seed_as_int64
 from ssni_kernels.ops import noise_inject, noise_inject_levels, philox_bits, reverse_step, score_norm, vp_sde_step
 
 __all__ = [
@@ -16,5 +14,4 @@ __all__ = [
     "reverse_step",
     "vp_sde_step",
     "philox_bits",
-    "seed_as_int64",
 ]

@@ -5,8 +5,8 @@ The one file that touches the dispatcher's internals (``torch._C``, ``OpOverload
 
 - Schemas (namespace ``ssni``), all arguments positional so that ``noise`` can carry a gradient. The step ops
   take ``steps`` (int64 [B], a Philox step word per sample, overriding ``step``) so that rows at different
-  steps of their own walks share one call (the streaming engine). ``seed`` is the schema's signed int64: see
-  `seed_as_int64`.
+  steps of their own walks share one call (the streaming engine). ``seed`` is the schema's signed int64 (the
+  wrappers pass seeds in [2**63, 2**64) as their bit pattern).
 - Kernels: CPU from the compiled ``ssni_kernels._C`` (csrc/cpu/), loaded at import; CUDA from
   ``ssni_kernels.triton.register_cuda_impls(lib)`` (Triton, optionally ``_C_cuda``) when a GPU is present. Any op
   left without a kernel for a device runs the PyTorch reference (`fallback`); a missing CPU extension is
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from ssni_kernels import _checks, _extension
+from ssni_kernels import _extension
 from ssni_kernels.reference import VP_BETA_MAX, VP_BETA_MIN
 
 NAMESPACE = "ssni"
@@ -69,16 +69,6 @@ def schema_argument_names(name: str, namespace: str = NAMESPACE) -> list[str] | 
     except (AttributeError, RuntimeError):
         return None
     return [argument.name for argument in packet.default._schema.arguments]
-
-
-def seed_as_int64(seed: int) -> int:
-    """The ``int seed`` every ssni schema takes: the seed's 64-bit pattern as a signed int64.
-
-    seed: an integer in [-2**63, 2**64) (Python or NumPy int); seeds in [2**63, 2**64) become seed − 2**64, the
-    same Philox key (seed mod 2**32, seed div 2**32 mod 2**32). For code that calls ``torch.ops.ssni.<op>``
-    directly; the public wrappers convert their ``seed=`` themselves.
-    """
-    return _checks.seed_word("seed_as_int64", seed)
 
 
 # ---------------------------------------------------------------------------------------------------------

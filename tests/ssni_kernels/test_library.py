@@ -1,5 +1,5 @@
 """The ssni torch.library namespace (ssni_kernels/_library.py): which kernels serve the ops, the reference fallback,
-the kernels' own checks, the schema's seed form, and one compiled graph through every public op."""
+the kernels' own checks, and one compiled graph through every public op."""
 
 from __future__ import annotations
 
@@ -72,30 +72,6 @@ def test_kernel_checks_direct_calls():
         torch.ops.ssni.score_norm(torch.zeros(3, 4), sigma)
     with pytest.raises(RuntimeError, match=r"steps must have shape \[2\]"):
         torch.ops.ssni.reverse_step(x, x, a, a_next, 1.0, None, 0, None, 0, None, torch.tensor([1]))
-
-
-@pytest.mark.parametrize(
-    "seed, expected",
-    [(0, 0), (2**63 - 1, 2**63 - 1), (2**63, -(2**63)), (2**64 - 1, -1), (-5, -5)],
-    ids=["zero", "int64-max", "2**63", "2**64-1", "negative"],
-)
-def test_seed_as_int64(seed, expected):
-    assert ssni_kernels.seed_as_int64(seed) == expected
-
-
-@pytest.mark.parametrize(
-    "seed, error", [(2**64, ValueError), (-(2**63) - 1, ValueError), (1.0, TypeError), (None, TypeError)]
-)
-def test_seed_as_int64_refuses(seed, error):
-    with pytest.raises(error, match="seed_as_int64: seed must be"):
-        ssni_kernels.seed_as_int64(seed)
-
-
-def test_seed_as_int64_is_the_key_the_wrappers_use():
-    x, ac, t = batch((2, 3)), ddpm_alphas_cumprod(), torch.tensor([5, 900])
-    seed = 2**64 - 12345
-    direct = torch.ops.ssni.noise_inject(x, t, ac, None, ssni_kernels.seed_as_int64(seed), None, 0)
-    assert torch.equal(direct, ssni_kernels.noise_inject(x, t, ac, seed=seed))
 
 
 def test_compile_fullgraph_all_ops():
