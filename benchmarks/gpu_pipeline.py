@@ -6,7 +6,7 @@ fp32 and fp16, with and without the fused kernels.
 
 Every configuration runs in a fresh process (the kernel registration is per process):
 - kernels "fused": the ssni ops as registered (Triton, or CUDA C++ with SSNI_CUDA_BACKEND=cuda);
-- kernels "reference": the CUDA registrations replaced by the PyTorch reference (`ssni_kernels.ops.
+- kernels "reference": the CUDA registrations replaced by the PyTorch reference (`ssni_kernels._library.
   REFERENCE_KERNELS`: Philox emulated with int64 tensor ops, unfused arithmetic);
 - fp16: the ε-network under torch.autocast(float16); the purification state and the ops stay in float32.
 Each configuration times the methods of `benchmarks.bench_pipeline` (baseline at t*, SSNI with the reference
@@ -38,10 +38,10 @@ def use_reference_kernels() -> None:
     global _reference_library
     import torch
 
-    from ssni_kernels import ops
+    from ssni_kernels import _library
 
     _reference_library = torch.library.Library("ssni", "IMPL")  # noqa: TOR901
-    for name, kernel in ops.REFERENCE_KERNELS.items():
+    for name, kernel in _library.REFERENCE_KERNELS.items():
         _reference_library.impl(name, kernel, "CUDA")
 
 

@@ -10,6 +10,8 @@ Two kinds of checks:
 from __future__ import annotations
 
 import math
+import numbers
+import operator
 import os
 
 import torch
@@ -17,6 +19,9 @@ import torch
 CHECK_VALUES = os.environ.get("SSNI_CHECK_VALUES", "1") != "0"
 _UINT32 = 2**32
 _INT64_MIN, _UINT64_END = -(2**63), 2**64
+# kind of a tensor argument → how messages name its dtypes, and the dtype one Python value of it becomes
+_KIND_DTYPES = {"float": "floating point", "int": "an integer dtype", "bool": "torch.bool"}
+_NUMBER_DTYPES = {"float": torch.float64, "int": torch.int64, "bool": torch.bool}
 
 
 def tensor(op: str, name: str, value, *, kind: str = "float") -> torch.Tensor:
@@ -29,8 +34,7 @@ def tensor(op: str, name: str, value, *, kind: str = "float") -> torch.Tensor:
         "bool": value.dtype == torch.bool,
     }[kind]
     if not ok:
-        expected = {"float": "floating point", "int": "an integer dtype", "bool": "torch.bool"}[kind]
-        raise TypeError(f"{op}: {name} must be {expected}, got {value.dtype}")
+        raise TypeError(f"{op}: {name} must be {_KIND_DTYPES[kind]}, got {value.dtype}")
     return value
 
 
@@ -59,18 +63,33 @@ def vector(op: str, name: str, value, device: torch.device, length: int | None =
     """A 1-D tensor of `kind` on `device`, of `length` elements (any non-zero length when None)."""
     tensor(op, name, value, kind=kind)
     if value.dim() != 1 or (length is not None and value.shape[0] != length) or value.shape[0] == 0:
-        expected = f"[{length}]" if length is not None else "a non-empty 1-D shape"
-        raise ValueError(f"{op}: {name} must have shape {expected}, got {tuple(value.shape)}")
+        expected = f"have shape [{length}]" if length is not None else "be a non-empty 1-D tensor"
+        raise ValueError(f"{op}: {name} must {expected}, got shape {tuple(value.shape)}")
     if value.device != device:
         raise ValueError(f"{op}: {name} is on {value.device} but x is on {device}")
     return value
 
 
-def scalar(op: str, name: str, value, *, low: float | None = None, low_open: bool = False) -> float:
-    """A finite Python number, ≥ low (> low when low_open)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+def integer(op: str, name: str, value) -> int:
+    """A Python integer argument: an int or a NumPy integer (not a bool, not a tensor)."""
+    if not isinstance(value, (bool, torch.Tensor)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{op}: {name} must be a Python int, got {type(value).__name__}")
+
+
+def real(op: str, name: str, value) -> float:
+    """A Python real argument: an int, float or NumPy number (not a bool, not a tensor)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{op}: {name} must be a Python float, got {type(value).__name__}")
-    value = float(value)
+    return float(value)
+
+
+def scalar(op: str, name: str, value, *, low: float | None = None, low_open: bool = False) -> float:
+    """A finite real number, ≥ low (> low when low_open)."""
+    value = real(op, name, value)
     bad_low = low is not None and (value <= low if low_open else value < low)
     if not math.isfinite(value) or bad_low:
         bound = "" if low is None else f" and {'>' if low_open else '>='} {low}"
@@ -79,44 +98,98 @@ def scalar(op: str, name: str, value, *, low: float | None = None, low_open: boo
 
 
 def counter_int(op: str, name: str, value) -> int:
-    """A Philox counter word (step): a Python int in [0, 2**32)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{op}: {name} must be a Python int, got {type(value).__name__}")
+    """A Philox counter word (step): an integer in [0, 2**32)."""
+    value = integer(op, name, value)
     if not 0 <= value < _UINT32:
         raise ValueError(f"{op}: {name} must be in [0, 2**32), got {value}")
     return value
 
 
+def indices(op: str, name: str, value, device: torch.device, length: int | None = None) -> torch.Tensor:
+    """A 1-D tensor of any integer dtype on `device`, returned as int64 so that range checks compare exact values
+    (a bound such as 1000 or 2**32 would wrap in a narrower dtype; uint64 values ≥ 2**63 become negative, which
+    every range check refuses)."""
+    return vector(op, name, value, device, length, kind="int").to(torch.int64)
+
+
+def per_sample(op: str, name: str, value, x: torch.Tensor, *, kind: str = "float") -> torch.Tensor:
+    """A per-sample [B] argument of `kind` ("float", "int" or "bool") on x's device: a [B] tensor, or one value
+    for every sample (a Python number, or a 0-dim tensor on x's device or the CPU). Integers come back as int64
+    (see `indices`), Python floats as float64."""
+    B = x.shape[0]
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = tensor(op, name, value, kind=kind)
+        value = (value.to(x.device) if value.device.type == "cpu" else value).expand(B).contiguous()
+    elif not isinstance(value, torch.Tensor):
+        value = torch.full((B,), _number(op, name, value, kind), dtype=_NUMBER_DTYPES[kind], device=x.device)
+    if kind == "int":
+        return indices(op, name, value, x.device, B)
+    return vector(op, name, value, x.device, B, kind=kind)
+
+
+def _number(op: str, name: str, value, kind: str):
+    """One Python value of `kind` for every sample (ints must fit int64)."""
+    readers = {"float": real, "int": integer, "bool": _boolean}
+    try:
+        number = readers[kind](op, name, value)
+    except TypeError:
+        raise TypeError(
+            f"{op}: {name} must be a [B] tensor of {_KIND_DTYPES[kind]} or one Python {kind} for every sample, "
+            f"got {type(value).__name__}"
+        ) from None
+    if kind == "int" and not _INT64_MIN <= number < 2**63:
+        raise ValueError(f"{op}: {name} = {number} is outside the int64 range")
+    return number
+
+
+def _boolean(op: str, name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{op}: {name} must be a Python bool, got {type(value).__name__}")
+    return value
+
+
 def step_words(op: str, value, x: torch.Tensor):
-    """`step` of the step ops as (int step, steps tensor or None, value conditions): an int in [0, 2**32) for
-    every sample, or an integer [B] tensor of per-sample words (then step = 0 and the op takes `steps`)."""
+    """`step` of the step ops as (int step, steps tensor or None, value conditions): an integer in [0, 2**32) for
+    every sample, or an integer [B] tensor of per-sample words (then step = 0 and the op takes `steps`, int64)."""
     if not isinstance(value, torch.Tensor):
-        return counter_int(op, "step", value), None, []
-    vector(op, "step", value, x.device, x.shape[0], kind="int")
-    return 0, value, [("step must be in [0, 2**32)", (value >= 0) & (value < _UINT32))]
+        try:
+            return counter_int(op, "step", value), None, []
+        except TypeError:
+            raise TypeError(
+                f"{op}: step must be a Python int or an integer [B] tensor of step words, got {type(value).__name__}"
+            ) from None
+    words = per_sample(op, "step", value, x, kind="int")
+    return 0, words, [("step must be in [0, 2**32)", (words >= 0) & (words < _UINT32))]
 
 
 def seed(op: str, value, needed: bool) -> int:
-    """The Philox key as a signed int64 (the schema's int); values in [2**63, 2**64) wrap to their bit pattern."""
+    """An optional seed= of an op as the schema's int (`seed_word`); None is 0 unless the op draws noise."""
     if value is None:
         if needed:
             raise ValueError(f"{op}: seed is required when noise is None (the op draws its own Philox noise)")
         return 0
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{op}: seed must be a Python int, got {type(value).__name__}")
+    return seed_word(op, value)
+
+
+def seed_word(op: str, value) -> int:
+    """The Philox key as a signed int64 (the schema's int): an integer in [-2**63, 2**64); values in
+    [2**63, 2**64) wrap to their bit pattern."""
+    value = integer(op, "seed", value)
     if not _INT64_MIN <= value < _UINT64_END:
         raise ValueError(f"{op}: seed must be in [-2**63, 2**64), got {value}")
     return value - _UINT64_END if value >= 2**63 else value
 
 
 def sample_ids(op: str, value, x: torch.Tensor):
-    """None or an integer [B] tensor on x's device (ids are taken mod 2**32)."""
-    return None if value is None else vector(op, "sample_ids", value, x.device, x.shape[0], kind="int")
+    """None or an integer [B] tensor on x's device, as int64 (ids are taken mod 2**32)."""
+    return None if value is None else indices(op, "sample_ids", value, x.device, x.shape[0])
 
 
 def values(op: str, conditions: list[tuple[str, torch.Tensor]]) -> None:
-    """Raise ValueError with the message of the first condition that is not all true. One read-back per call."""
-    if not CHECK_VALUES or torch.compiler.is_compiling():
+    """Raise ValueError with the message of the first condition that is not all true. One read-back per call.
+
+    Skipped while torch.compile traces and for meta tensors (no values to read; the shapes are still checked)."""
+    if not CHECK_VALUES or torch.compiler.is_compiling() or conditions[0][1].device.type == "meta":
         return
     flags = torch.stack([cond.all() for _, cond in conditions]).tolist()
     for (message, _), ok in zip(conditions, flags):

@@ -6,7 +6,7 @@ Launchers take the reference's keyword arguments (see `ssni_kernels.reference`),
 validated by `ssni_kernels.ops`, and also run on CPU tensors under TRITON_INTERPRET=1 (how the tests run them).
 
 `register_cuda_impls(lib)` binds them to the CUDA dispatch key of the `ssni` torch.library ops (schemas in
-`ssni_kernels.ops`). SSNI_CUDA_BACKEND=cuda selects the CUDA C++ kernels of `ssni_kernels._C_cuda` (csrc/cuda/)
+`ssni_kernels._library`). SSNI_CUDA_BACKEND=cuda selects the CUDA C++ kernels of `ssni_kernels._C_cuda` (csrc/cuda/)
 for the ops it implements (noise_inject, score_norm); the remaining ops, and every op when that extension is
 absent, use Triton (the default, SSNI_CUDA_BACKEND=triton).
 """
@@ -18,6 +18,7 @@ import warnings
 
 import torch
 
+from ssni_kernels import _library
 from ssni_kernels.triton import noise, philox, score_norm, steps
 
 __all__ = ["LAUNCHERS", "register_cuda_impls"]
@@ -32,15 +33,6 @@ LAUNCHERS = {
     "reverse_step": steps.reverse_step,
     "vp_sde_step": steps.vp_sde_step,
 }
-
-
-def _schema_argument_names(namespace: str, name: str) -> list[str] | None:
-    """Argument names of `namespace::name` in schema order, or None when the op is not defined."""
-    try:
-        packet = getattr(getattr(torch.ops, namespace), name)
-    except (AttributeError, RuntimeError):
-        return None
-    return [arg.name for arg in packet.default._schema.arguments]
 
 
 def _by_name(launcher, argument_names: list[str]):
@@ -84,10 +76,10 @@ def register_cuda_impls(lib: torch.library.Library, dispatch_key: str = "CUDA") 
     keep_cuda_cpp = _cuda_backend() == "cuda" and _load_cuda_cpp_kernels()
     registered = []
     for name, launcher in LAUNCHERS.items():
-        argument_names = _schema_argument_names(lib.ns, name)
+        argument_names = _library.schema_argument_names(name, lib.ns)
         if argument_names is None:
             continue
-        if keep_cuda_cpp and torch._C._dispatch_has_kernel_for_dispatch_key(f"{lib.ns}::{name}", dispatch_key):
+        if keep_cuda_cpp and _library.has_kernel(name, dispatch_key, lib.ns):
             continue
         lib.impl(name, _by_name(launcher, argument_names), dispatch_key)
         registered.append(name)

@@ -1,5 +1,5 @@
 """register_cuda_impls: every ssni op with a Triton launcher gets a dispatcher kernel that takes the schema's
-arguments in order. Checked on a private namespace with ops.py's schemas, registered for CPU so that the
+arguments in order. Checked on a private namespace with _library.py's schemas, registered for CPU so that the
 interpreter runs the kernels through the dispatcher."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 import torch
 from triton_device import DEVICE  # (sets up the interpreter first)
 
-from ssni_kernels import ops, reference
+from ssni_kernels import _library, reference
 from ssni_kernels.triton import LAUNCHERS, register_cuda_impls
 
 pytestmark = pytest.mark.triton
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.triton
 @pytest.fixture(scope="module")
 def test_ops():
     lib = torch.library.Library("ssni_triton_registration_test", "DEF")  # noqa: TOR901
-    for name, schema in ops.SCHEMAS.items():
+    for name, schema in _library.SCHEMAS.items():
         lib.define(name + schema)
     registered = register_cuda_impls(lib, dispatch_key="CUDA" if DEVICE == "cuda" else "CPU")
     yield registered, torch.ops.ssni_triton_registration_test
@@ -26,7 +26,7 @@ def test_ops():
 
 def test_every_launcher_with_a_schema_is_registered(test_ops):
     registered, _ = test_ops
-    assert sorted(registered) == sorted(name for name in LAUNCHERS if name in ops.SCHEMAS)
+    assert sorted(registered) == sorted(name for name in LAUNCHERS if name in _library.SCHEMAS)
     assert {"noise_inject", "noise_inject_levels", "score_norm", "reverse_step", "vp_sde_step"} <= set(registered)
 
 
