@@ -274,6 +274,10 @@ def _load_score_sde(s: ModelSpec, path: Path, overrides: dict[str, Any]) -> nn.M
     return model
 
 
+#: Config fields added after weights files were written, with the value those files were trained with.
+_STORED_CONFIG_BEFORE_FIELD = {"norm_groups": 32}
+
+
 def _load_with_stored_config(s: ModelSpec, path: Path, overrides: dict[str, Any]) -> nn.Module:
     """An ssni weights file: safetensors whose metadata records `ssni_model` (= the name) and `config` (JSON)."""
     if overrides:
@@ -287,7 +291,9 @@ def _load_with_stored_config(s: ModelSpec, path: Path, overrides: dict[str, Any]
         )
     config_cls = type(s.kwargs["config"])
     try:
-        values = json.loads(metadata["config"])
+        fields = {f.name for f in dataclasses.fields(config_cls)}
+        legacy = {k: v for k, v in _STORED_CONFIG_BEFORE_FIELD.items() if k in fields}
+        values = {**legacy, **json.loads(metadata["config"])}
         config = config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"weights file {path}: its config does not fit {config_cls.__name__} ({err})") from None
