@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="attack iterations (all attacks)")
     p.add_argument("--eot", type=int, help="EOT samples per gradient (all attacks)")
     p.add_argument("--surrogate-steps", type=int, help="reverse steps of the differentiable surrogate")
+    p.add_argument(
+        "--attack-seeds",
+        choices=("shared", "per-seed"),
+        help="shared (default, the reference protocol): attack once at the first seed and evaluate those adversarial "
+        "examples under every seed; per-seed: attack anew for every seed",
+    )
+    p.add_argument("--save-adversarial", action="store_true", help="keep the adversarial examples beside the records")
     p.add_argument("--smoke", action="store_true", help="a tiny configuration that finishes in about a minute (CI)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing records file instead of resuming")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -142,6 +149,7 @@ def _overrides(args) -> Overrides:
         eot=get("eot"),
         surrogate_steps=get("surrogate_steps"),
         t_star=get("t_star"),
+        attack_seeds=get("attack_seeds"),
     )
 
 
@@ -157,6 +165,7 @@ def eval_request(args) -> EvalRequest:
         smoke=args.smoke,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        save_adversarial=args.save_adversarial,
     )
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssni.validate import check_images, check_sample_ids, check_seed
 from ssni.diffusers._dependency import diffusers
 from ssni.diffusers.schedulers import DDIMScheduler, DDPMScheduler
 from ssni.diffusers.walks import per_sample_walks
 from ssni.models.interface import CallCounter
+from ssni.validate import check_images, check_sample_ids, check_seed
 
 __all__ = ["DiffusersPurifier", "as_fused_scheduler"]
 

@@ -28,10 +28,10 @@ from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 
 import ssni_kernels
-from ssni.validate import check_sample_ids, check_seed
 from ssni.diffusers._dependency import diffusers
 from ssni.diffusers.step import PREDICTION_TYPES, NoiseSource, X0Limit, fused_step
 from ssni.diffusers.walks import WAITING, per_sample_walks, previous_in_rows
+from ssni.validate import check_sample_ids, check_seed
 
 __all__ = ["DDPMScheduler", "DDIMScheduler"]
 

@@ -41,7 +41,12 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
         "data_seed": str(src.data_seed),
     }
     config = EvalConfig(
-        preset=preset, out=Path(out), identities=identities, overwrite=request.overwrite, progress=request.progress
+        preset=preset,
+        out=Path(out),
+        identities=identities,
+        overwrite=request.overwrite,
+        progress=request.progress,
+        save_adversarial=request.save_adversarial,
     )
     backend = ModelBackend(preset, models, calibration, request.tau, device, request.network_batch)
     return config, backend, data, device
@@ -66,6 +71,8 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
     with torch.no_grad():
         purified, t, e = backend.purify(request.method, images, seed=request.seed, sample_ids=ids)
         pred = backend.classify(purified)
+        if e is None:  # a constant t needs no score norm; the table reports it all the same
+            e = backend.scores(images, seed=request.seed, sample_ids=ids)
     t_rec = recorded_t(t)
     rows = []
     for i in range(images.shape[0]):

@@ -75,6 +75,9 @@ class Preset:
     seeds: tuple[int, ...] = SEEDS
     methods: tuple[Method, ...] = DEFAULT_METHODS
     calibration_samples: int = 5000
+    attack_seeds: str = (
+        "shared"  # "shared": attack at the first seed, every seed evaluates it (the reference); "per-seed"
+    )
     default_attacks: tuple[str, ...] | None = None
     needs_paths: tuple[str, ...] = field(default_factory=tuple)
     demo_note: str | None = None
@@ -255,6 +258,7 @@ def resolve_preset(name: str, overrides: Overrides = Overrides(), *, smoke: bool
         methods=tuple(dict.fromkeys(methods)),
         attacks=attacks,
         purifier=purifier,
+        attack_seeds=o.attack_seeds,
     ).with_overrides(demo_note=note)
 
 

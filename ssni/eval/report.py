@@ -1,8 +1,11 @@
 """From per-sample records to numbers: the summary (`--json`), the Markdown table and the plots of `ssni report`.
 
-Accuracies are percentages. Per seed, accuracy = 100 · mean(correct) over the samples; the table gives
-mean ± std over seeds (population std, numpy's default, as the paper's tables). Score norms and t are averaged
-over every record of a kind (clean: attack "none"; adversarial: any other attack).
+Accuracies are percentages. Per seed, accuracy = 100 · mean(correct) over the samples; the summary keeps mean ± std
+over seeds (population std, numpy's default, as the paper's tables) and, as the uncertainty that matters for a
+conclusion, a 95% bootstrap interval over images (`ssni.eval.stats`). Differences between a method and the
+constant-t* baseline are paired (same images, same seeds). Detection: the AUROC of the score norm e(x) for clean
+inputs against each attack's adversarial inputs, at the first seed (the attack seed of the reference protocol).
+Score norms and t are averaged over every record of a kind (clean: attack "none"; adversarial: any other attack).
 """
 
 from __future__ import annotations
@@ -14,24 +17,35 @@ from pathlib import Path
 import numpy as np
 
 from ssni.errors import SSNIUserError
+from ssni.eval import stats
 from ssni.eval.records import CLEAN, ResultsLog
+from ssni.eval.stats import Estimate
+
+BASELINE = "constant"  # the method the paired differences are taken against
 
 
 @dataclass(frozen=True)
 class Stat:
-    """mean ± std over seeds, and the per-seed values."""
+    """An accuracy: mean ± std over seeds, the per-seed values, and the 95% interval over images."""
 
     mean: float
     std: float
     per_seed: dict[int, float]
+    ci: Estimate
 
     @classmethod
-    def over_seeds(cls, per_seed: dict[int, float]) -> Stat:
-        values = np.array(list(per_seed.values()), dtype=np.float64)
-        return cls(float(values.mean()), float(values.std()), dict(sorted(per_seed.items())))
+    def of(cls, correct: np.ndarray, seeds: list[int]) -> Stat:
+        """correct: bool [N, S] (images × seeds, in `seeds` order)."""
+        per_seed = 100.0 * correct.mean(axis=0)
+        return cls(
+            float(per_seed.mean()),
+            float(per_seed.std()),
+            dict(zip(seeds, map(float, per_seed))),
+            stats.accuracy(correct),
+        )
 
     def __str__(self) -> str:
-        return f"{self.mean:.1f} ± {self.std:.1f}"
+        return f"{self.mean:.1f} [{self.ci.low:.1f}, {self.ci.high:.1f}]"
 
 
 @dataclass
@@ -46,6 +60,8 @@ class Summary:
     attacks: list[str]
     clean_accuracy: dict[str, Stat]
     robust_accuracy: dict[str, dict[str, Stat]]
+    differences: dict[str, dict[str, Estimate]]  # method → kind ("clean" or an attack) → method − constant, in pp
+    detection_auroc: dict[str, dict[str, Estimate]]  # method → attack → AUROC of e(x), clean vs adversarial
     mean_t: dict[str, dict[str, float | None]]
     score_norm_clean_mean: float | None
     score_norm_adv_mean: float | None
@@ -66,31 +82,62 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def _matrix(rows: dict[int, dict[int, bool]], seeds: list[int]) -> np.ndarray | None:
+    """bool [N, S] of the images present under every seed (None when a seed has none)."""
+    if any(not rows.get(s) for s in seeds):
+        return None
+    ids = sorted(set.intersection(*(set(rows[s]) for s in seeds)))
+    return np.array([[rows[s][i] for s in seeds] for i in ids], dtype=bool) if ids else None
+
+
 def summarize(log: ResultsLog) -> Summary:
     """Aggregate the committed records of a results file."""
     config = log.header.get("config", {})
-    correct: dict[tuple[str, str, int], list[bool]] = defaultdict(list)
+    correct: dict[tuple[str, str], dict[int, dict[int, bool]]] = defaultdict(lambda: defaultdict(dict))
     t_values: dict[tuple[str, bool], list[float]] = defaultdict(list)
     norms_clean: list[float] = []
     norms_adv: dict[str, list[float]] = defaultdict(list)
     norms_method: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    first_seed_norms: dict[tuple[str, str], list[float]] = defaultdict(list)
     samples: set[int] = set()
+    seeds = sorted({int(r["seed"]) for r in log.records})
     for r in log.records:
         adv = r["attack"] != CLEAN
-        correct[(r["method"], r["attack"], r["seed"])].append(bool(r["correct"]))
+        correct[(r["method"], r["attack"])][int(r["seed"])][int(r["sample_id"])] = bool(r["correct"])
         if r.get("t") is not None:
             t_values[(r["method"], adv)].append(float(r["t"]))
         if r.get("score_norm") is not None:
             (norms_adv[r["attack"]] if adv else norms_clean).append(float(r["score_norm"]))
             norms_method[(r["method"], adv)].append(float(r["score_norm"]))
+            if int(r["seed"]) == seeds[0]:
+                first_seed_norms[(r["method"], r["attack"])].append(float(r["score_norm"]))
         samples.add(int(r["sample_id"]))
-    methods = list(dict.fromkeys(m for m, _, _ in correct))
-    attacks = list(dict.fromkeys(a for _, a, _ in correct if a != CLEAN))
-    seeds = sorted({s for _, _, s in correct})
+    methods = list(dict.fromkeys(m for m, _ in correct))
+    attacks = list(dict.fromkeys(a for _, a in correct if a != CLEAN))
+    matrices = {key: m for key, rows in correct.items() if (m := _matrix(rows, seeds)) is not None}
 
     def stat(method: str, attack: str) -> Stat | None:
-        per_seed = {s: 100.0 * float(np.mean(v)) for (m, a, s), v in correct.items() if m == method and a == attack}
-        return Stat.over_seeds(per_seed) if per_seed else None
+        return Stat.of(matrices[(method, attack)], seeds) if (method, attack) in matrices else None
+
+    differences: dict[str, dict[str, Estimate]] = {}
+    for m in methods:
+        if m == BASELINE:
+            continue
+        kinds = {}
+        for kind in (CLEAN, *attacks):
+            a, b = matrices.get((m, kind)), matrices.get((BASELINE, kind))
+            if a is not None and b is not None and a.shape == b.shape:
+                kinds["clean" if kind == CLEAN else kind] = stats.paired_difference(a, b)
+        if kinds:
+            differences[m] = kinds
+    detection = {
+        m: {
+            a: stats.auroc(first_seed_norms[(m, a)], first_seed_norms[(m, CLEAN)])
+            for a in attacks
+            if first_seed_norms.get((m, a)) and first_seed_norms.get((m, CLEAN))
+        }
+        for m in methods
+    }
 
     calls: dict[str, int] = defaultdict(int)
     evaluated: dict[str, int] = defaultdict(int)
@@ -110,6 +157,8 @@ def summarize(log: ResultsLog) -> Summary:
         attacks=attacks,
         clean_accuracy={m: s for m in methods if (s := stat(m, CLEAN)) is not None},
         robust_accuracy={m: {a: s for a in attacks if (s := stat(m, a)) is not None} for m in methods},
+        differences=differences,
+        detection_auroc={m: d for m, d in detection.items() if d},
         mean_t={m: {"clean": _mean(t_values[(m, False)]), "adversarial": _mean(t_values[(m, True)])} for m in methods},
         score_norm_clean_mean=_mean(norms_clean),
         score_norm_adv_mean=_mean([v for vs in norms_adv.values() for v in vs]),
@@ -126,41 +175,52 @@ def summarize(log: ResultsLog) -> Summary:
 
 
 def markdown_table(summary: Summary) -> str:
-    """Accuracy (mean ± std over seeds), mean t and mean score norm per method, one row per method."""
+    """Accuracy with its 95% interval, mean t and mean score norm per method (one row per method), then the paired
+    differences against the constant-t* baseline and the detection AUROC of the score norm."""
     head = [
         "method",
         "clean acc. (%)",
         *[f"{a} robust acc. (%)" for a in summary.attacks],
-        "mean t clean",
-        "mean t adv",
-        "mean e clean",
-        "mean e adv",
+        "mean t clean / adv",
+        "mean e clean / adv",
         "net evals/image (clean)",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m in summary.methods:
         robust = summary.robust_accuracy.get(m, {})
         ts = summary.mean_t.get(m, {})
+        norms = summary.score_norm_by_method.get(m, {})
         cells = [
             m,
             str(summary.clean_accuracy.get(m, "–")),
             *[str(robust.get(a, "–")) for a in summary.attacks],
-            *[f"{ts[k]:.1f}" if ts.get(k) is not None else "–" for k in ("clean", "adversarial")],
-            *[_fmt(summary.score_norm_by_method.get(m, {}).get(k)) for k in ("clean", "adversarial")],
+            " / ".join(f"{ts[k]:.1f}" if ts.get(k) is not None else "–" for k in ("clean", "adversarial")),
+            " / ".join(_fmt(norms.get(k)) for k in ("clean", "adversarial")),
             f"{summary.evaluations_per_image[m]:.1f}" if m in summary.evaluations_per_image else "–",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     seeds = ", ".join(str(s) for s in summary.seeds)
     lines += [
         "",
-        f"{summary.num_samples} images, seeds {seeds} (mean ± std over seeds).",
-        _norm_line(summary),
+        f"{summary.num_samples} images, seeds {seeds}: accuracy = mean over images and seeds, [95% bootstrap "
+        "interval over images].",
     ]
+    for m, kinds in summary.differences.items():
+        parts = ", ".join(f"{k} {_signed(e)}" for k, e in kinds.items())
+        lines.append(f"{m} − {BASELINE} (paired, percentage points): {parts}.")
+    for m, by_attack in summary.detection_auroc.items():
+        parts = ", ".join(f"{a} {e.format(3)}" for a, e in by_attack.items())
+        lines.append(f"AUROC of e(x), clean vs adversarial ({m}, seed {summary.seeds[0]}): {parts}.")
+    lines.append(_norm_line(summary))
     if summary.note:
         lines.append(f"Note: {summary.note}.")
     if not summary.complete:
         lines.append("Warning: the run is not complete; these numbers cover the groups finished so far.")
     return "\n".join(lines) + "\n"
+
+
+def _signed(e: Estimate) -> str:
+    return f"{e.value:+.1f} [{e.low:+.1f}, {e.high:+.1f}]"
 
 
 def _fmt(value: float | None) -> str:

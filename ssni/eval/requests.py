@@ -14,7 +14,9 @@ from ssni.errors import SSNIUserError
 from ssni.eval.methods import Method
 from ssni.validate import MAX_SEED, check_int
 
-__all__ = ["Sources", "Overrides", "EvalRequest", "PurifyRequest", "CalibrateRequest"]
+__all__ = ["Sources", "Overrides", "EvalRequest", "PurifyRequest", "CalibrateRequest", "ATTACK_SEEDS"]
+
+ATTACK_SEEDS = ("shared", "per-seed")
 
 
 def _int(flag: str, value, *, low: int | None = 1, high: int | None = None, optional: bool = True) -> None:
@@ -57,6 +59,7 @@ class Overrides:
     eot: int | None = None  # EOT samples per gradient (all attacks)
     surrogate_steps: int | None = None  # reverse steps of the differentiable surrogate
     t_star: int | None = None  # constant t* of the baseline (single-stage hosts)
+    attack_seeds: str | None = None  # "shared" (attack once, at the first seed) or "per-seed"
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "batch_size", "num_levels", "iterations", "eot", "surrogate_steps"):
@@ -73,6 +76,8 @@ class Overrides:
         for t in self.t_sweep:
             _int("--t-sweep: each t", t, high=1000, optional=False)
         _int("--t-star", self.t_star, high=995)
+        if self.attack_seeds not in (None, *ATTACK_SEEDS):
+            raise SSNIUserError(f"--attack-seeds must be one of {', '.join(ATTACK_SEEDS)}, got {self.attack_seeds!r}")
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class EvalRequest:
     smoke: bool = False  # the tiny CI configuration
     overwrite: bool = False  # discard an existing records file instead of resuming
     progress: bool = True  # show a progress bar
+    save_adversarial: bool = False  # keep the adversarial examples (they are kept anyway when attacks are shared)
 
     def __post_init__(self) -> None:
         _int("--network-batch", self.network_batch)

@@ -18,7 +18,8 @@ Network (L = len(ch_mult) levels, level l has width ch·ch_mult[l] and resolutio
             then a nearest ×2 Upsample except at level 0
     ε̂     = conv_out(swish(norm_out(h)))
 
-Every GroupNorm has 32 groups (`norm_groups`, for narrower models of ssni's own) and eps 1e-6; attention is single-head over the H·W positions.
+Every GroupNorm has 32 groups (`norm_groups`, for narrower models of ssni's own) and eps 1e-6; attention is
+single-head over the H·W positions.
 """
 
 from __future__ import annotations

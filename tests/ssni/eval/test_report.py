@@ -47,12 +47,30 @@ def test_summary_statistics_match_the_records(results):
     assert s.complete
 
 
+def test_intervals_differences_and_detection(results):
+    log = read_results(results)
+    s = summarize(log)
+    const = s.clean_accuracy["constant"]
+    assert const.ci.low <= const.mean <= const.ci.high
+    for method in ("constant@10", "ssni-n", "ssni-l"):
+        for kind in ("clean", "pgd-linf", "pgd-l2"):
+            d = s.differences[method][kind]
+            expected = (s.robust_accuracy[method][kind].mean if kind != "clean" else s.clean_accuracy[method].mean) - (
+                s.robust_accuracy["constant"][kind].mean if kind != "clean" else const.mean
+            )
+            assert d.value == pytest.approx(expected) and d.low <= d.value <= d.high
+    assert "constant" not in s.differences
+    auc = s.detection_auroc["ssni-n"]["pgd-linf"]
+    assert 0 <= auc.low <= auc.value <= auc.high <= 1
+
+
 def test_markdown_table(results):
     table = markdown_table(summarize(read_results(results)))
     lines = table.splitlines()
     assert lines[0].startswith("| method | clean acc. (%) | pgd-linf robust acc. (%) | pgd-l2 robust acc. (%)")
     assert sum(line.startswith("| ssni-") for line in lines) == 2
-    assert " ± " in lines[2] and "seeds 121, 122" in table and "Mean EPS score norm: clean" in table
+    assert " [" in lines[2] and "seeds 121, 122" in table and "Mean EPS score norm: clean" in table
+    assert "ssni-n − constant (paired, percentage points): clean" in table and "AUROC of e(x)" in table
 
 
 def test_report_command_writes_table_and_plots(results, tmp_path, capsys):

@@ -53,6 +53,50 @@ def test_summary_and_plan(tmp_path):
     assert max(r["perturbation_linf"] for r in adv) <= 0.1 + 1e-6
 
 
+class _CountingBackend(FakeBackend):
+    def __init__(self):
+        super().__init__()
+        self.attack_seeds = []
+
+    def attack(self, method, attack, x, y, *, seed, **kw):
+        self.attack_seeds.append(seed)
+        return super().attack(method, attack, x, y, seed=seed, **kw)
+
+
+def test_shared_attacks_run_once_at_the_first_seed_and_survive_a_resume(tmp_path):
+    out = tmp_path / "r.jsonl"
+    backend = _CountingBackend()
+    run_eval(EvalConfig(preset=FAKE_PRESET, out=out, progress=False), backend, fake_data())
+    n_groups = 6 * 3 * 2  # chunks × methods × attacks
+    assert backend.attack_seeds == [121] * n_groups
+    log = read_results(out)
+    assert {c["attack_seed"] for c in log.commits if c["attack"] != "none"} == {121}
+    by_key = {(r["seed"], r["method"], r["attack"], r["sample_id"]): r for r in log.records}
+    for (seed, method, attack, sid), r in by_key.items():
+        if seed == 122 and attack != "none":  # the same adversarial input under another purification seed
+            assert r["perturbation_linf"] == by_key[(121, method, attack, sid)]["perturbation_linf"]
+    stored = list((tmp_path / "r.jsonl.adversarial").glob("*/*.safetensors"))
+    assert len(stored) == n_groups
+    # Drop the second seed's groups: a resumed run evaluates the stored inputs and attacks nothing.
+    text = out.read_text().splitlines()
+    keep = [line for line in text if '"seed":122' not in line]
+    out.write_text("\n".join(keep) + "\n")
+    again = _CountingBackend()
+    run_eval(EvalConfig(preset=FAKE_PRESET, out=out, progress=False), again, fake_data())
+    assert again.attack_seeds == [] and read_results(out).records == log.records
+
+
+def test_per_seed_attacks(tmp_path):
+    backend = _CountingBackend()
+    preset = FAKE_PRESET.with_overrides(attack_seeds="per-seed")
+    out = tmp_path / "r.jsonl"
+    run_eval(EvalConfig(preset=preset, out=out, progress=False), backend, fake_data())
+    assert sorted(set(backend.attack_seeds)) == [121, 122] and len(backend.attack_seeds) == 2 * 36
+    assert not (tmp_path / "r.jsonl.adversarial").exists()
+    log = read_results(out)
+    assert {(c["seed"], c["attack_seed"]) for c in log.commits if c["attack"] != "none"} == {(121, 121), (122, 122)}
+
+
 def test_rerun_completed_is_a_no_op(tmp_path):
     out = tmp_path / "r.jsonl"
     _run(out)
