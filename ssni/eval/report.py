@@ -234,8 +234,22 @@ def _norm_line(summary: Summary) -> str:
     return f"Mean EPS score norm: clean {clean:.2f}, adversarial {adv:.2f} (ratio {adv / clean:.2f})."
 
 
+def _attack_eps(log: ResultsLog) -> dict[str, str]:
+    """attack name → "ε = …" (with its norm) from the records' configuration."""
+    attacks = log.header.get("config", {}).get("preset", {}).get("attacks", [])
+    return {a["name"]: f"{a['norm']} ε = {a['eps']:.4g}" for a in attacks}
+
+
+def _constant_t(method: str, summary: Summary) -> float | None:
+    """The t of a constant method ("constant@t", or the baseline's own t* from its records)."""
+    if method.startswith("constant@"):
+        return float(method.split("@", 1)[1])
+    return summary.mean_t.get(method, {}).get("clean") if method == BASELINE else None
+
+
 def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
-    """Write score-norm histograms, the distribution of t and accuracy vs constant t* as PNGs; return the paths."""
+    """Write score-norm histograms, the distribution of t, accuracy vs t and the clean/robust trade-off as PNGs;
+    return the paths."""
     try:
         import matplotlib
     except ImportError:
@@ -247,9 +261,11 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(log)
+    eps = _attack_eps(log)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     paths = []
 
-    # 1. score norms, clean vs each attack (each norm is the defended input's own, for every method)
+    # 1. score norms, clean vs each attack (each norm is the defended input's own)
     fig, ax = plt.subplots(figsize=(6, 4))
     by_kind: dict[str, list[float]] = defaultdict(list)
     for r in log.records:
@@ -259,55 +275,119 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
         allv = np.concatenate([np.asarray(v) for v in by_kind.values()])
         bins = np.linspace(allv.min(), allv.max(), 40)
         for kind, values in by_kind.items():
-            ax.hist(values, bins=bins, alpha=0.5, density=True, label=f"{kind} (mean {np.mean(values):.2f})")
-        ax.legend()
+            ax.hist(values, bins=bins, alpha=0.5, density=True, label=f"{kind} (mean {np.mean(values):.4g})")
+        ax.legend(loc="best", fontsize=8)
     ax.set_xlabel("EPS score norm e(x)")
     ax.set_ylabel("density")
     ax.set_title("Score norms: clean vs adversarial")
     paths.append(_save(fig, out_dir / "score_norms.png"))
 
-    # 2. distribution of t per SSNI method, clean vs adversarial
+    # 2. distribution of t per SSNI method, clean vs adversarial: integer bins over the range both share
     ssni_methods = [m for m in summary.methods if not m.startswith("constant")]
     fig, axes = plt.subplots(1, max(1, len(ssni_methods)), figsize=(5 * max(1, len(ssni_methods)), 4), squeeze=False)
     for ax, m in zip(axes[0], ssni_methods):
-        for adv, label in ((False, "clean"), (True, "adversarial")):
-            ts = [r["t"] for r in log.records if r["method"] == m and (r["attack"] != CLEAN) == adv]
-            if ts:
-                ax.hist(ts, bins=30, alpha=0.5, label=label)
+        groups = {
+            label: [int(r["t"]) for r in log.records if r["method"] == m and (r["attack"] != CLEAN) == adv]
+            for adv, label in ((False, "clean"), (True, "adversarial"))
+        }
+        values = [t for ts in groups.values() for t in ts]
+        if values:
+            bins = np.arange(min(values), max(values) + 2) - 0.5  # one bin per integer t
+            for label, ts in groups.items():
+                if ts:
+                    ax.hist(ts, bins=bins, alpha=0.6, label=f"{label} (mean {np.mean(ts):.1f})")
+            ax.legend(loc="best", fontsize=8)
         ax.set_title(f"t assigned by {m}")
         ax.set_xlabel("t")
-        ax.legend()
+        ax.set_ylabel("samples")
     paths.append(_save(fig, out_dir / "t_distribution.png"))
 
-    # 3. accuracy against constant t (a sweep of constant methods) next to SSNI at its mean t
-    fig, ax = plt.subplots(figsize=(6, 4))
-    kinds = [("clean", summary.clean_accuracy)] + [
-        (a, {m: summary.robust_accuracy[m][a] for m in summary.methods if a in summary.robust_accuracy.get(m, {})})
+    # 3. accuracy vs t: constant t (a sweep of constant methods), SSNI at its mean t on the inputs measured
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    kinds = [("clean", "clean", summary.clean_accuracy)] + [
+        (
+            a,
+            "adversarial",
+            {m: summary.robust_accuracy[m][a] for m in summary.methods if a in summary.robust_accuracy[m]},
+        )
         for a in summary.attacks
     ]
-    for (kind, acc), color in zip(kinds, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    for (kind, t_of, acc), color in zip(kinds, colors):
+        const = sorted((t, acc[m]) for m in acc if (t := _constant_t(m, summary)) is not None)
+        if const:
+            ts = [t for t, _ in const]
+            ax.errorbar(
+                ts,
+                [st.mean for _, st in const],
+                yerr=_yerr([st for _, st in const]),
+                fmt="o-",
+                color=color,
+                capsize=3,
+                label=f"constant t, {kind}",
+            )
+        for m in acc:
+            t_m = summary.mean_t[m][t_of] if not m.startswith("constant") else None
+            if t_m is not None:
+                ax.errorbar([t_m], [acc[m].mean], yerr=_yerr([acc[m]]), fmt="*", ms=12, color=color, capsize=3)
+                ax.annotate(f"{m} ({kind})", (t_m, acc[m].mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("t (constant); SSNI at its mean t on the inputs measured")
+    ax.set_ylabel("accuracy (%), 95% interval")
+    ax.set_title("Accuracy vs t; " + "; ".join(f"{a}: {e}" for a, e in eps.items() if a in summary.attacks))
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    paths.append(_save(fig, out_dir / "accuracy_vs_t.png"))
+
+    # 4. the trade-off: clean vs robust accuracy, the constant-t* frontier and SSNI's points
+    fig, axes = plt.subplots(
+        1, max(1, len(summary.attacks)), figsize=(5.5 * max(1, len(summary.attacks)), 4.5), squeeze=False
+    )
+    for ax, a in zip(axes[0], summary.attacks):
+        points = [
+            (m, summary.clean_accuracy[m], summary.robust_accuracy[m][a])
+            for m in summary.methods
+            if m in summary.clean_accuracy and a in summary.robust_accuracy.get(m, {})
+        ]
         const = sorted(
-            (summary.mean_t[m]["clean"], acc[m].mean)
-            for m in acc
-            if m.startswith("constant") and summary.mean_t[m]["clean"] is not None
+            (p for p in points if _constant_t(p[0], summary) is not None), key=lambda p: _constant_t(p[0], summary)
         )
         if const:
-            ax.plot(*zip(*const), "o-", color=color, label=f"constant t, {kind}")
-        for m in acc:
-            if not m.startswith("constant") and summary.mean_t[m]["clean"] is not None:
-                ax.plot(summary.mean_t[m]["clean"], acc[m].mean, "*", ms=12, color=color)
-                ax.annotate(m, (summary.mean_t[m]["clean"], acc[m].mean), fontsize=8)
-    ax.set_xlabel("t (constant) / mean t on clean inputs (SSNI, stars)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title("Accuracy vs constant t* and SSNI")
-    ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "accuracy_vs_t.png"))
+            ax.errorbar(
+                [c.mean for _, c, _ in const],
+                [r.mean for _, _, r in const],
+                xerr=_yerr([c for _, c, _ in const]),
+                yerr=_yerr([r for _, _, r in const]),
+                fmt="o-",
+                color=colors[0],
+                capsize=3,
+                label="constant t*",
+            )
+            for m, c, r in const:
+                ax.annotate(
+                    f"t={_constant_t(m, summary):g}",
+                    (c.mean, r.mean),
+                    fontsize=7,
+                    xytext=(4, -10),
+                    textcoords="offset points",
+                )
+        for (m, c, r), color in zip([p for p in points if _constant_t(p[0], summary) is None], colors[1:]):
+            ax.errorbar(
+                [c.mean], [r.mean], xerr=_yerr([c]), yerr=_yerr([r]), fmt="*", ms=13, color=color, capsize=3, label=m
+            )
+        ax.set_xlabel("clean accuracy (%)")
+        ax.set_ylabel(f"{a} robust accuracy (%)")
+        ax.set_title(f"Trade-off under {a} ({eps.get(a, '')})")
+        ax.legend(fontsize=8, loc="best")
+    paths.append(_save(fig, out_dir / "tradeoff.png"))
     return paths
+
+
+def _yerr(values: list[Stat]) -> np.ndarray:
+    """Asymmetric error bars [2, n] from the 95% intervals."""
+    return np.array([[v.mean - v.ci.low for v in values], [v.ci.high - v.mean for v in values]]).clip(min=0)
 
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -78,7 +78,7 @@ def test_report_command_writes_table_and_plots(results, tmp_path, capsys):
     assert main(["report", str(results), "--out-dir", str(out_dir)]) == 0
     assert "| method |" in capsys.readouterr().out
     names = sorted(p.name for p in out_dir.iterdir())
-    assert names == ["accuracy_vs_t.png", "report.md", "score_norms.png", "t_distribution.png"]
+    assert names == ["accuracy_vs_t.png", "report.md", "score_norms.png", "t_distribution.png", "tradeoff.png"]
     for png in out_dir.glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
     assert "![score_norms](score_norms.png)" in (out_dir / "report.md").read_text()
