@@ -261,11 +261,12 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize(log)
-    eps = _attack_eps(log)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    paths = []
+    plots = (_plot_score_norms, _plot_t_distribution, _plot_accuracy_vs_t, _plot_tradeoff)
+    return [plot(plt, log, summary, out_dir) for plot in plots]
 
-    # 1. score norms, clean vs each attack (each norm is the defended input's own)
+
+def _plot_score_norms(plt, log: ResultsLog, summary: Summary, out_dir: Path) -> Path:
+    """Histograms of e(x): clean vs each attack (each norm is the defended input's own)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     by_kind: dict[str, list[float]] = defaultdict(list)
     for r in log.records:
@@ -280,9 +281,11 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
     ax.set_xlabel("EPS score norm e(x)")
     ax.set_ylabel("density")
     ax.set_title("Score norms: clean vs adversarial")
-    paths.append(_save(fig, out_dir / "score_norms.png"))
+    return _save(fig, out_dir / "score_norms.png")
 
-    # 2. distribution of t per SSNI method, clean vs adversarial: integer bins over the range both share
+
+def _plot_t_distribution(plt, log: ResultsLog, summary: Summary, out_dir: Path) -> Path:
+    """t per SSNI method, clean vs adversarial, in integer bins over the range both share."""
     ssni_methods = [m for m in summary.methods if not m.startswith("constant")]
     fig, axes = plt.subplots(1, max(1, len(ssni_methods)), figsize=(5 * max(1, len(ssni_methods)), 4), squeeze=False)
     for ax, m in zip(axes[0], ssni_methods):
@@ -300,9 +303,13 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
         ax.set_title(f"t assigned by {m}")
         ax.set_xlabel("t")
         ax.set_ylabel("samples")
-    paths.append(_save(fig, out_dir / "t_distribution.png"))
+    return _save(fig, out_dir / "t_distribution.png")
 
-    # 3. accuracy vs t: constant t (a sweep of constant methods), SSNI at its mean t on the inputs measured
+
+def _plot_accuracy_vs_t(plt, log: ResultsLog, summary: Summary, out_dir: Path) -> Path:
+    """Accuracy vs t: the constant-t sweep, SSNI at its mean t on the inputs measured."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    eps = _attack_eps(log)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     kinds = [("clean", "clean", summary.clean_accuracy)] + [
         (
@@ -334,9 +341,13 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("accuracy (%), 95% interval")
     ax.set_title("Accuracy vs t; " + "; ".join(f"{a}: {e}" for a, e in eps.items() if a in summary.attacks))
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    paths.append(_save(fig, out_dir / "accuracy_vs_t.png"))
+    return _save(fig, out_dir / "accuracy_vs_t.png")
 
-    # 4. the trade-off: clean vs robust accuracy, the constant-t* frontier and SSNI's points
+
+def _plot_tradeoff(plt, log: ResultsLog, summary: Summary, out_dir: Path) -> Path:
+    """Clean vs robust accuracy per attack: the constant-t* frontier and SSNI's points."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    eps = _attack_eps(log)
     fig, axes = plt.subplots(
         1, max(1, len(summary.attacks)), figsize=(5.5 * max(1, len(summary.attacks)), 4.5), squeeze=False
     )
@@ -376,8 +387,7 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
         ax.set_ylabel(f"{a} robust accuracy (%)")
         ax.set_title(f"Trade-off under {a} ({eps.get(a, '')})")
         ax.legend(fontsize=8, loc="best")
-    paths.append(_save(fig, out_dir / "tradeoff.png"))
-    return paths
+    return _save(fig, out_dir / "tradeoff.png")
 
 
 def _yerr(values: list[Stat]) -> np.ndarray:
