@@ -22,6 +22,7 @@ from ssni.purify import (
 from ssni.reweight import linear_t, sigmoid_t
 from ssni.schedules import ddpm_alphas_cumprod, step_sequence
 from ssni.score import eps_score_norm
+from ssni.zoo import embedded_calibration
 
 __all__ = [
     "Calibration",
@@ -38,6 +39,7 @@ __all__ = [
     "as_eps_model",
     "calibrate",
     "ddpm_alphas_cumprod",
+    "embedded_calibration",
     "eps_score_norm",
     "linear_t",
     "majority_vote",
