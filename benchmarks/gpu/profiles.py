@@ -129,8 +129,8 @@ QUICK = Profile(
     # the final report take a few seconds more).
     budget_s=455,
     limits_s={
-        ("correctness", "triton"): 80,
-        ("ops", "triton"): 90,
+        ("correctness", "triton"): 70,
+        ("ops", "triton"): 100,
         ("correctness", "cuda"): 30,
         ("ops", "cuda"): 25,
         ("pipeline", "adm256"): 150,

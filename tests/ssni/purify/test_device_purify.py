@@ -76,8 +76,13 @@ def test_stream_equals_active_only_on_device(tiny_eps, images):
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="needs a CUDA device")
 @pytest.mark.parametrize(
     "options",
-    [dict(cuda_graph=True), dict(network_dtype=torch.float16), dict(compile="default")],
-    ids=["cuda-graph", "float16", "compiled"],
+    [
+        dict(cuda_graph=True),
+        dict(network_dtype=torch.float16),
+        dict(cuda_graph=True, network_dtype=torch.float16),  # autocast's weight cache must not outlive the capture
+        dict(compile="default"),
+    ],
+    ids=["cuda-graph", "float16", "cuda-graph-float16", "compiled"],
 )
 def test_stream_gpu_options_on_cuda(tiny_eps, images, options):
     model = tiny_eps(channels=3).to(DEVICE)
