@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from benchmarks.gpu.results import markdown
     from benchmarks.gpu.run import Runner
+
+    # A TERM (e.g. a job's time limit) unwinds like Ctrl-C, so that the running part and the build are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     data = Runner(profile, args.out_dir, shlex.join(["python", "-m", "benchmarks.gpu", *argv])).run()
     print("\n" + markdown(data))

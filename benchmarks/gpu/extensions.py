@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,9 +24,10 @@ BUILD_JOBS = "3"  # ninja jobs: leaves most cores to the Triton compilations of 
 
 def library_status() -> dict[str, str]:
     """'loaded' or the reason it is not, for ssni_kernels._C and _C_cuda (loads them into this process)."""
-    from ssni_kernels import _extension, ops
+    from ssni_kernels import _extension, _library
 
-    status = {"_C": "loaded" if ops.CPU_LIBRARY.loaded else ops.CPU_LIBRARY.reason}
+    cpu = _library.CPU_LIBRARY
+    status = {"_C": "loaded" if cpu.loaded else cpu.reason}
     cuda = _extension.load("_C_cuda")
     status["_C_cuda"] = "loaded" if cuda.loaded else cuda.reason
     return status
@@ -76,9 +78,10 @@ class CudaExtensionBuild:
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Kill a child started with start_new_session=True, and whatever it started (its process group)."""
-    try:
-        os.killpg(process.pid, 9)
-    except ProcessLookupError:
-        pass
+    """Kill a running child started with start_new_session=True, and whatever it started (its process group)."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     process.wait()

@@ -48,10 +48,10 @@ _reference_library = None  # keeps the overriding registrations alive
 def use_reference_kernels() -> None:
     """Replace the CUDA kernels of every ssni op by the PyTorch reference (this process only)."""
     global _reference_library
-    from ssni_kernels import ops
+    from ssni_kernels import _library
 
     _reference_library = torch.library.Library("ssni", "IMPL")  # noqa: TOR901
-    for name, kernel in ops.REFERENCE_KERNELS.items():
+    for name, kernel in _library.REFERENCE_KERNELS.items():
         _reference_library.impl(name, kernel, "CUDA")
 
 

@@ -88,8 +88,10 @@ class Runner:
                 code = process.wait(timeout=part.limit_s)
             except subprocess.TimeoutExpired:
                 code = None
-            finally:  # also on an interruption of this process: never leave a part running
                 stop(process)
+            except BaseException:  # an interruption of this process: do not leave the part running
+                stop(process)
+                raise
             part.seconds = time.monotonic() - start
         if code != 0:
             with self.log.open() as log:
