@@ -38,6 +38,7 @@ def headline(pipeline: dict) -> dict | None:
         "evaluations_per_image": row["evaluations_per_image"],
         "goal_images_per_s": GOAL_IMAGES_PER_S,
         "goal_outside_network": GOAL_OUTSIDE_NETWORK,
+        "meets_goals": row["images_per_s"] >= GOAL_IMAGES_PER_S and row["outside_network"] < GOAL_OUTSIDE_NETWORK,
     }
     for key, other in (("vs_constant", CONSTANT), ("vs_reference_cost", REFERENCE_COST)):
         if other in rows:
@@ -53,7 +54,10 @@ def headline_line(h: dict) -> str:
         f"{h['images']} images): {h['images_per_s']:.3g} images/s (goal ≥ {h['goal_images_per_s']}), "
         f"{100 * h['outside_network']:.1f}% of the time outside the network "
         f"(goal < {100 * h['goal_outside_network']:.0f}%), "
-        f"{h['evaluations_per_image']:.1f} network evaluations per image; " + ", ".join(ratios) + "."
+        f"{h['evaluations_per_image']:.1f} network evaluations per image; "
+        + ", ".join(ratios)
+        + ". Goals "
+        + ("met." if h["meets_goals"] else "NOT met.")
     )
 
 
