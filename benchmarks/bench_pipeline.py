@@ -141,7 +141,7 @@ def load_model(name: str, device) -> tuple[nn.Module, str]:
     return build("cifar10-ddpm").eval().to(device), "CIFAR-10 DDPM UNet 35.7M (cifar10-ddpm), random weights"
 
 
-def _smooth_images(n: int, seed: int, size: int = 32) -> torch.Tensor:
+def smooth_images(n: int, seed: int, size: int = 32) -> torch.Tensor:
     """Stand-ins for natural images: upsampled low-resolution colour fields plus mild texture."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(n, 3, 4, 4, generator=g)
@@ -167,7 +167,7 @@ def image_sets(name: str, n: int, device) -> dict[str, torch.Tensor]:
         from ssni.models import build
 
         size = 256 if name == "adm256" else 32
-        reference, clean = _smooth_images(n, 1, size), _smooth_images(n, 2, size)
+        reference, clean = smooth_images(n, 1, size), smooth_images(n, 2, size)
         torch.manual_seed(0)
         classifier = build("imagenet-resnet50" if name == "adm256" else "cifar10-wrn-28-10").eval().to(device)
         with torch.no_grad():
@@ -191,8 +191,11 @@ def _pgd(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
     return result.x_adv.detach()
 
 
-def calibrate(model: nn.Module, reference: torch.Tensor, levels: int, name: str) -> Calibration:
-    norms = eps_score_norm(model, reference, levels, seed=CALIBRATION_SEED)
+def calibrate(
+    model: nn.Module, reference: torch.Tensor, levels: int, name: str, chunk_size: int | None = None
+) -> Calibration:
+    """Clean statistics of `reference`'s score norms (chunk_size: most rows per network call, None: all K·N)."""
+    norms = eps_score_norm(model, reference, levels, seed=CALIBRATION_SEED, chunk_size=chunk_size)
     return Calibration.from_norms(
         norms, model_id=name, num_levels=levels, resolution=tuple(reference.shape[-2:]), seed=CALIBRATION_SEED
     )
