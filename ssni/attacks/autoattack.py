@@ -26,7 +26,7 @@ from ssni.attacks.defended import STREAM_AUTOATTACK_STANDARD, STREAM_RANDOM_STAR
 from ssni.attacks.fab import fab_targeted
 from ssni.attacks.pgd_eot import AttackResult
 from ssni.attacks.runs import Stage, attack_in_sequence
-from ssni.attacks.square import square
+from ssni.attacks.square import check_square_images, square
 from ssni.attacks.threat import Norm, check_attack_inputs, check_positive_int, resolve_eps
 
 __all__ = ["autoattack_rand", "autoattack_standard", "worst_case"]
@@ -103,6 +103,7 @@ def autoattack_standard(
     check_positive_int(iterations, "iterations")
     check_positive_int(target_classes, "target_classes")
     check_positive_int(square_queries, "square_queries")
+    check_square_images(x, norm)  # before the gradient attacks spend their budget
     x = x.detach()
     stage = partial(_stage, model=model, x=x, y=y, sample_ids=sample_ids, norm=norm, eps=eps, on_iteration=on_iteration)
     # Iteration numbers used by each component: APGD-CE N + 1, APGD-T 1 + T·(N + 1), FAB-T 1 + 2·T·N.

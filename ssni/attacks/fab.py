@@ -14,7 +14,7 @@ per target class, the 2nd … 10th ranked classes, each on the samples the earli
 
 Against a `DefendedModel` the gradient and the misclassification checks use the surrogate with fresh draws
 (iteration numbers below); the final judgement is `model.logits`. The projection is solved exactly, by sorting
-breakpoints, rather than by AutoAttack's bisection: same solution, different rounding.
+kinks, rather than by AutoAttack's bisection: same solution, different rounding.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ def hyperplane_step(points: Tensor, w: Tensor, b: Tensor, norm: Norm) -> Tensor:
     points, w [B, n], b [B] → d [B, n]. Where the box keeps the plane out of reach, the step that gets closest
     (every coordinate with w_i ≠ 0 at the bound that moves ⟨w, ·⟩ towards b). Coordinates with w_i = 0 stay.
 
-    With c = ⟨w, p⟩ − b, coordinate i moves in direction s_i = −sign(c)·sign(w_i) by m_i(λ) = min(λ·q_i, r_i),
-    where r_i is its room to the bound in that direction and q_i = 1 (Linf: all coordinates move alike) or |w_i|
-    (L2: d ∝ −w until a coordinate hits its bound). The progress Σ|w_i|·m_i(λ) is piecewise linear and
-    non-decreasing in λ with breakpoints r_i/q_i; λ solves progress(λ) = |c| on the segment that reaches it.
+    With c = ⟨w, p⟩ − b, coordinate i moves by d_i = toward_i·m_i(λ), toward_i = −sign(c)·sign(w_i), where
+    m_i(λ) = min(λ·q_i, r_i), r_i is its room to the bound in that direction and q_i = 1 (Linf: all coordinates
+    move alike) or |w_i| (L2: d ∝ −w until a coordinate hits its bound). The progress Σ|w_i|·m_i(λ) is piecewise
+    linear and non-decreasing in λ with kinks r_i/q_i; λ solves progress(λ) = |c| on the segment that reaches it.
     """
     c = (w * points).sum(dim=1) - b
     toward = torch.where(c >= 0, -1.0, 1.0).to(w.dtype)[:, None] * w.sign()
@@ -57,14 +57,14 @@ def hyperplane_step(points: Tensor, w: Tensor, b: Tensor, norm: Norm) -> Tensor:
     weight = w.abs()
     rate = torch.ones_like(weight) if norm == "Linf" else weight
     moves = weight > 0
-    breakpoint = torch.where(moves, room / torch.where(moves, rate, 1.0), torch.inf)
-    breakpoint, order = breakpoint.sort(dim=1)
-    capped_gain = (weight * room).gather(1, order).cumsum(dim=1)  # Σ over coordinates at their bound by λ = bp_k
+    kink = torch.where(moves, room / torch.where(moves, rate, 1.0), torch.inf)
+    kink, order = kink.sort(dim=1)
+    capped_gain = (weight * room).gather(1, order).cumsum(dim=1)  # Σ over the coordinates at their bound at λ = kink_k
     slope = (weight * rate).gather(1, order)
     slope_after = torch.cat([slope.flip(1).cumsum(1).flip(1)[:, 1:], torch.zeros_like(slope[:, :1])], dim=1)
-    progress = capped_gain + torch.where(slope_after > 0, breakpoint * slope_after, 0.0)
+    progress = capped_gain + torch.where(slope_after > 0, kink * slope_after, 0.0)
     need = c.abs()
-    k = (progress < need[:, None]).sum(dim=1, keepdim=True)  # first breakpoint that reaches |c|
+    k = (progress < need[:, None]).sum(dim=1, keepdim=True)  # first kink that reaches |c|
     reachable = k < points.shape[1]
     k_prev = (k - 1).clamp(min=0)
     gain_before = torch.where(k > 0, capped_gain.gather(1, k_prev), 0.0)

@@ -33,7 +33,7 @@ from ssni.attacks.pgd_eot import AttackResult, misclassified
 from ssni.attacks.threat import Norm, check_attack_inputs, check_positive_int, lp_norm, per_sample, project, resolve_eps
 from ssni_kernels.reference import normal_noise
 
-__all__ = ["square", "square_window_size"]
+__all__ = ["check_square_images", "square", "square_window_size"]
 
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 _QUERY_CHUNK = 100  # queries whose random numbers are drawn in one call
@@ -47,6 +47,14 @@ def square_window_size(query: int, *, p_init: float, height: int, width: int, no
         s = max(s, 3)
         s += 1 - s % 2
     return min(max(s, 1), height, width)
+
+
+def check_square_images(x: Tensor, norm: Norm) -> None:
+    """Square needs images [B, C, H, W], at least 5×5 for L2 (its start point is a 5×5 grid of windows)."""
+    if x.dim() != 4:
+        raise ValueError(f"square needs images [B, C, H, W], got shape {tuple(x.shape)}")
+    if norm == "L2" and min(x.shape[-2:]) < 5:
+        raise ValueError(f"L2 square needs images of at least 5×5 pixels, got {x.shape[-2]}×{x.shape[-1]}")
 
 
 def _normals(count: int, square_seed: int, sample_ids: Tensor, queries: range) -> Tensor:
@@ -181,13 +189,10 @@ def square(
     eps = resolve_eps(norm, eps)
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(queries, "queries")
-    if x.dim() != 4:
-        raise ValueError(f"square needs images [B, C, H, W], got shape {tuple(x.shape)}")
+    check_square_images(x, norm)
     if not 0.0 < p_init <= 1.0:
         raise ValueError(f"p_init must lie in (0, 1], got {p_init}")
     _, c, h, w = x.shape
-    if norm == "L2" and min(h, w) < 5:
-        raise ValueError(f"L2 square needs images of at least 5×5 pixels, got {h}×{w}")
     x = x.detach()
     square_seed = derive_seed(seed, STREAM_SQUARE, 0)
     start = _linf_start if norm == "Linf" else _l2_start

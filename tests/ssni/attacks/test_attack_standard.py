@@ -178,6 +178,7 @@ def test_worst_case_is_robust_only_where_every_attack_failed():
         (square, dict(norm="L2"), ValueError, "5×5"),
         (autoattack_standard, dict(square_queries=0), ValueError, "square_queries"),
         (autoattack_standard, dict(eps=-1.0), ValueError, "eps"),
+        (autoattack_standard, dict(norm="L2"), ValueError, "5×5"),
     ],
 )
 def test_bad_arguments_are_rejected(mlp_net, batch, attack, override, error, message):
