@@ -326,7 +326,7 @@ def test_autoattack_standard_robust_accuracy_matches_autoattack(mnist_centroids)
     assert abs(ours - theirs) <= 1 and 0 < ours < 16
 
 
-@pytest.mark.slow  # AutoAttack's full budget (100 iterations, 9 targets, 5,000 queries), twice per norm: ~1 min
+@pytest.mark.slow  # AutoAttack's full budget (100 iterations, 9 targets, 5,000 queries), both sides: ~1 CPU-min a norm
 @pytest.mark.parametrize(("norm", "eps"), [("Linf", 0.1), ("L2", 1.5)])
 def test_full_autoattack_standard_matches_autoattack(mnist_centroids, norm, eps):
     net, x, y = mnist_centroids
