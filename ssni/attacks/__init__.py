@@ -1,4 +1,4 @@
-"""Adaptive white-box attacks on (diffusion-purified) classifiers: PGD-EOT, BPDA-EOT, APGD-CE/DLR, AutoAttack-rand.
+"""Adaptive attacks on (diffusion-purified) classifiers: PGD-EOT, BPDA-EOT, APGD-CE/DLR/T, FAB-T, Square, AutoAttack.
 
 Attacks see a defence only through `DefendedModel` (`ssni.attacks.defended`): `PlainClassifier` (no defence),
 `PurifiedClassifier` (a purifier at constant t) and `AdaptiveSSNI` (SSNI, t recomputed at every iteration).
@@ -7,11 +7,14 @@ Protocol defaults are those of spec §8; randomness is keyed on (seed, sample id
 
 from ssni.attacks.adapters import PlainClassifier, PurifiedClassifier
 from ssni.attacks.adaptive import AdaptiveSSNI
-from ssni.attacks.apgd import apgd, apgd_checkpoints, autoattack_rand
+from ssni.attacks.apgd import apgd, apgd_checkpoints, apgd_targeted
+from ssni.attacks.autoattack import autoattack_rand, autoattack_standard, worst_case
 from ssni.attacks.bpda import bpda_eot, straight_through
 from ssni.attacks.defended import DefendedModel, derive_seed, eot_gradient
-from ssni.attacks.losses import cross_entropy, dlr
+from ssni.attacks.fab import fab_targeted
+from ssni.attacks.losses import cross_entropy, dlr, dlr_targeted, margin
 from ssni.attacks.pgd_eot import AttackResult, pgd_eot
+from ssni.attacks.square import square
 
 __all__ = [
     "AdaptiveSSNI",
@@ -21,12 +24,19 @@ __all__ = [
     "PurifiedClassifier",
     "apgd",
     "apgd_checkpoints",
+    "apgd_targeted",
     "autoattack_rand",
+    "autoattack_standard",
     "bpda_eot",
     "cross_entropy",
     "derive_seed",
     "dlr",
+    "dlr_targeted",
     "eot_gradient",
+    "fab_targeted",
+    "margin",
     "pgd_eot",
+    "square",
     "straight_through",
+    "worst_case",
 ]

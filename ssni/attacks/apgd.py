@@ -1,4 +1,4 @@
-"""APGD-CE / APGD-DLR with EOT (Croce & Hein, ICML 2020) and AutoAttack's "rand" version (spec §8).
+"""APGD-CE / APGD-DLR with EOT and APGD-T (Croce & Hein, ICML 2020), step for step as fra31/auto-attack.
 
 APGD, per sample, from x⁽⁰⁾ (a random point of the ball, or x) with step η = 2ε:
 
@@ -7,13 +7,19 @@ APGD, per sample, from x⁽⁰⁾ (a random point of the ball, or x) with step �
 
 with Π the projection onto the ε-ball ∩ [0, 1] and g the EOT average of the loss gradients. At the checkpoints
 w_j (`apgd_checkpoints`) the step halves, and the iterate restarts from the best point so far, for every sample
-where either (1) the loss went up in fewer than ρ·(w_j − w_{j−1}) of the iterations since w_{j−1} (ρ = 0.75), or
-(2) the step was not halved at w_{j−1} and the best loss did not improve since then.
+where either (1) the loss went up in at most ρ·(w_j − w_{j−1}) of the iterations since w_{j−1} (ρ = 0.75), or
+(2) the step was not halved at w_{j−1} and the best loss did not improve since then. As in AutoAttack's
+`autopgd_base.py`: rule (2) does not apply at the first checkpoint (its "halved last time" flags start true), and
+the first window's first comparison is the loss after the first step against 0 (AutoAttack compares with an
+unwritten, zero entry of its loss history), not against the loss at the start point.
 
-Stochastic defences. The loss that drives the step-size rule is the mean over the EOT draws, and an iterate
-counts as misclassified when the mean of the draws' logits is (AutoAttack uses the last draw for both). The
-result for a sample is its last misclassified iterate, else its highest-loss iterate (AutoAttack would return
-the start point). Whether it finally fools the defence is judged by `model.logits` (the evaluation seed).
+Differences from AutoAttack, by design:
+- Stochastic defences: the loss that drives the step-size rule is the mean over the EOT draws, and an iterate
+  counts as misclassified when the mean of the draws' logits is (AutoAttack uses the last draw for both); with
+  EOT = 1 the two coincide.
+- The result for a sample is its last misclassified iterate, else its highest-loss iterate (AutoAttack returns
+  the start point x). Whether it finally fools the defence is judged by `model.logits` (the evaluation seed).
+- Random starts come from the Philox stream keyed on (seed, sample id) (batch-invariant), not torch.rand.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ssni.attacks.defended import STREAM_RANDOM_START, DefendedModel, derive_seed, eot_gradient
-from ssni.attacks.losses import LOSSES
-from ssni.attacks.pgd_eot import AttackResult, misclassified
+from ssni.attacks.defended import DefendedModel, eot_gradient
+from ssni.attacks.losses import LOSSES, dlr_targeted
+from ssni.attacks.pgd_eot import AttackResult
+from ssni.attacks.runs import attack_in_sequence, ranked_targets
 from ssni.attacks.threat import (
     Norm,
     ascent_direction,
@@ -39,7 +46,7 @@ from ssni.attacks.threat import (
     resolve_eps,
 )
 
-__all__ = ["apgd", "apgd_checkpoints", "autoattack_rand"]
+__all__ = ["apgd", "apgd_checkpoints", "apgd_targeted"]
 
 
 def apgd_checkpoints(iterations: int) -> list[int]:
@@ -58,6 +65,14 @@ def apgd_checkpoints(iterations: int) -> list[int]:
         window = max(window - shrink, smallest)
         at += window
     return points
+
+
+def _check_apgd_options(iterations: int, eot: int, rho: float, momentum: float) -> None:
+    check_positive_int(iterations, "iterations")
+    check_positive_int(eot, "eot")
+    check_radius(rho, "rho", allow_zero=False)
+    if not 0.0 < momentum <= 1.0:
+        raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
 
 
 def _apgd_run(
@@ -95,9 +110,10 @@ def _apgd_run(
     fooled = ev.logits.argmax(dim=1) != y
     x_fooled = x_adv
     x_best, grad_best, loss_best = x_adv, grad, ev.loss
-    loss_prev = ev.loss
+    # AutoAttack's first window compares the first step's loss with a zero entry, not with the start loss.
+    loss_prev = torch.zeros_like(ev.loss)
     increases = torch.zeros_like(ev.loss)
-    halved_last = torch.zeros_like(fooled)
+    halved_last = torch.ones_like(fooled)  # no "stalled" halving at the first checkpoint
     loss_best_at_check = loss_best
     window_start = 0
     for i in range(iterations):
@@ -118,7 +134,7 @@ def _apgd_run(
         loss_best = torch.where(improved, ev.loss, loss_best)
 
         if i + 1 in checkpoints:
-            oscillating = increases < rho * (i + 1 - window_start)
+            oscillating = increases <= rho * (i + 1 - window_start)
             stalled = ~halved_last & (loss_best <= loss_best_at_check)
             halve = oscillating | stalled
             step = torch.where(halve, step / 2.0, step)
@@ -157,57 +173,43 @@ def apgd(
       `model.logits`); Croce & Hein's default for randomised defences is 1.
     seed: keys the random starts (`derive_seed(seed, STREAM_RANDOM_START, restart)` with the sample ids).
     first_iteration: offsets the iteration numbers passed to the model (EOT draws, adaptive score seeds), so
-      composed attacks draw fresh noise.
+      composed attacks draw fresh noise; run r uses first_iteration + r·(iterations + 1) onwards.
     on_iteration: called with the iteration index of the current run after each iteration.
     """
     eps = resolve_eps(norm, eps)
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
-    check_positive_int(iterations, "iterations")
-    check_positive_int(eot, "eot")
+    _check_apgd_options(iterations, eot, rho, momentum)
     check_positive_int(restarts, "restarts")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
-    check_radius(rho, "rho", allow_zero=False)
-    if not 0.0 < momentum <= 1.0:
-        raise ValueError(f"momentum must lie in (0, 1], got {momentum}")
     if restarts > 1 and not random_init:
         raise ValueError("restarts > 1 needs random_init=True (every restart would repeat the same run)")
-
     x = x.detach()
-    x_adv = x.clone()
-    success = None
-    todo = torch.arange(x.shape[0], device=x.device)
-    for r in range(restarts):
-        xs, ys, ids = x[todo], y[todo], sample_ids[todo]
+    settings = dict(norm=norm, eps=eps, iterations=iterations, eot=eot, rho=rho, momentum=momentum)
+
+    def run(r: int, todo: Tensor) -> Tensor:
+        xs, ids = x[todo], sample_ids[todo]
         x_start = random_start(xs, norm, eps, seed=seed, sample_ids=ids, restart=r) if random_init else xs
-        x_adv[todo] = _apgd_run(
+        return _apgd_run(
             model,
             xs,
-            ys,
+            y[todo],
             ids,
             x_start,
             loss_fn=LOSSES[loss],
-            norm=norm,
-            eps=eps,
-            iterations=iterations,
-            eot=eot,
-            rho=rho,
-            momentum=momentum,
             first_iteration=first_iteration + r * (iterations + 1),
             on_iteration=on_iteration,
+            **settings,
         )
-        if not (check_success or r + 1 < restarts):
-            break
-        hit = misclassified(model, x_adv[todo], ys, ids)
-        success = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device) if success is None else success
-        success[todo] = hit
-        todo = todo[~hit]
-        if todo.numel() == 0:
-            break
-    return AttackResult(x_adv=x_adv, success=success if check_success else None)
+
+    if restarts == 1 and not check_success:
+        return AttackResult(x_adv=run(0, torch.arange(x.shape[0], device=x.device)))
+    stages = [(f"restart {r}", lambda todo, r=r: run(r, todo)) for r in range(restarts)]
+    result = attack_in_sequence(model, x, y, sample_ids, stages)
+    return AttackResult(x_adv=result.x_adv, success=result.success if check_success else None)
 
 
-def autoattack_rand(
+def apgd_targeted(
     model: DefendedModel,
     x: Tensor,
     y: Tensor,
@@ -216,47 +218,46 @@ def autoattack_rand(
     norm: Norm = "Linf",
     eps: float | None = None,
     iterations: int = 100,
-    eot: int = 20,
+    target_classes: int = 9,
+    eot: int = 1,
+    rho: float = 0.75,
+    momentum: float = 0.75,
     seed: int = 0,
+    first_iteration: int = 0,
     on_iteration: Callable[[int], None] | None = None,
 ) -> AttackResult:
-    """AutoAttack "rand" (for randomised defences): APGD-CE, then APGD-DLR on the points it did not fool.
+    """APGD-T: APGD on the targeted DLR loss (`dlr_targeted`), once per target class, as AutoAttack's
+    `APGDAttack_targeted` with one restart.
 
-    Points the defence already misclassifies when clean are not attacked (x_adv = x). Robustness is per-sample
-    worst case: `success` = misclassified clean, or by the APGD-CE point, or by the APGD-DLR point, each judged by
-    `model.logits`; robust accuracy = 1 − success.mean(). x_adv holds, per sample, the first point that fooled
-    the defence, else the APGD-DLR result. `success_by` has the masks "clean", "apgd-ce", "apgd-dlr".
-    (DiffPure reports the minimum of the "rand" and "standard" versions; "standard" is not implemented here.)
+    Target j = 0 … target_classes−1 is the class ranked j+2 by the surrogate's logits at the clean x
+    (`ranked_targets`, draw first_iteration); run j starts from its own random point (restart index j of `seed`)
+    and attacks only the samples runs 0 … j−1 did not fool. A run succeeds on any misclassification (not only
+    the target), judged by `model.logits`. Needs ≥ 4 classes and target_classes ≤ classes − 1.
+
+    Returns `AttackResult` with success [B] and x_adv in the ball (see `attack_in_sequence`); run j uses the
+    iteration numbers first_iteration + 1 + j·(iterations + 1) onwards.
     """
     eps = resolve_eps(norm, eps)
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
-    check_positive_int(iterations, "iterations")
-    check_positive_int(eot, "eot")
+    _check_apgd_options(iterations, eot, rho, momentum)
     x = x.detach()
-    x_adv = x.clone()
-    success = misclassified(model, x, y, sample_ids)
-    success_by = {"clean": success.clone()}
-    for stage, (name, loss) in enumerate((("apgd-ce", "ce"), ("apgd-dlr", "dlr"))):
-        todo = (~success).nonzero().squeeze(1)
-        hit = torch.zeros_like(success)
-        if todo.numel() > 0:
-            result = apgd(
-                model,
-                x[todo],
-                y[todo],
-                sample_ids=sample_ids[todo],
-                loss=loss,
-                norm=norm,
-                eps=eps,
-                iterations=iterations,
-                eot=eot,
-                seed=derive_seed(seed, STREAM_RANDOM_START, stage),
-                first_iteration=stage * (iterations + 1),
-                check_success=True,
-                on_iteration=on_iteration,
-            )
-            x_adv[todo] = result.x_adv
-            hit[todo] = result.success
-        success = success | hit
-        success_by[name] = hit
-    return AttackResult(x_adv=x_adv, success=success, success_by=success_by)
+    settings = dict(norm=norm, eps=eps, iterations=iterations, eot=eot, rho=rho, momentum=momentum)
+    targets = ranked_targets(model, x, sample_ids=sample_ids, count=target_classes, iteration=first_iteration)
+
+    def run(j: int, todo: Tensor) -> Tensor:
+        xs, ids, target = x[todo], sample_ids[todo], targets[todo, j]
+        return _apgd_run(
+            model,
+            xs,
+            y[todo],
+            ids,
+            random_start(xs, norm, eps, seed=seed, sample_ids=ids, restart=j),
+            loss_fn=lambda logits, labels: dlr_targeted(logits, labels, target),
+            first_iteration=first_iteration + 1 + j * (iterations + 1),
+            on_iteration=on_iteration,
+            **settings,
+        )
+
+    stages = [(f"target {j + 2}", lambda todo, j=j: run(j, todo)) for j in range(target_classes)]
+    result = attack_in_sequence(model, x, y, sample_ids, stages)
+    return AttackResult(x_adv=result.x_adv, success=result.success)

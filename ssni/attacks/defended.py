@@ -16,7 +16,12 @@ adapter holds one base `seed` (the evaluation seed, e.g. 121) and derives every 
 - `logits(x)` (the defended prediction) purifies with the base seed itself, exactly as the evaluation does;
 - EOT draw d of the gradient path purifies with `derive_seed(seed, STREAM_EOT_DRAW, d)`;
 - the adaptive SSNI score norm of iteration k uses `derive_seed(seed, STREAM_SCORE, k)`;
-- attack random starts use `derive_seed(seed, STREAM_RANDOM_START, restart)`.
+- attack random starts use `derive_seed(seed, STREAM_RANDOM_START, restart)`, and Square's random squares
+  `derive_seed(seed, STREAM_SQUARE, 0)`, each keyed on the attack's own seed (AutoAttack "standard" gives its
+  components the seeds `derive_seed(seed, STREAM_AUTOATTACK_STANDARD, component)`).
+
+Gradient-free queries (FAB's and Square's predictions, APGD-T's and FAB-T's target ranking) are one no-grad
+forward of the surrogate with draw = iteration (`surrogate_logits`), the noise of a one-draw EOT iteration.
 
 The sample ids go with every call, so a sample's noise never depends on its batch position. Derived seeds rather
 than the purifiers' `draw` key: attack noise can never coincide with the defence's own noise (draw 0, or GNS's
@@ -33,19 +38,24 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "STREAM_AUTOATTACK_STANDARD",
     "STREAM_EOT_DRAW",
     "STREAM_RANDOM_START",
     "STREAM_SCORE",
+    "STREAM_SQUARE",
     "DefendedModel",
     "EotGradient",
     "SurrogateFn",
     "derive_seed",
     "eot_gradient",
+    "surrogate_logits",
 ]
 
 STREAM_EOT_DRAW = 1
 STREAM_SCORE = 2
 STREAM_RANDOM_START = 3
+STREAM_SQUARE = 4
+STREAM_AUTOATTACK_STANDARD = 5
 
 _MASK64 = (1 << 64) - 1
 
@@ -123,3 +133,13 @@ def eot_gradient(
     if not (torch.isfinite(grad).all() and torch.isfinite(loss).all()):
         raise FloatingPointError(f"non-finite loss or input gradient from the defended model at iteration {iteration}")
     return EotGradient(grad=grad / eot, loss=loss / eot, logits=logits_sum / eot)
+
+
+def surrogate_logits(model: DefendedModel, x: Tensor, *, sample_ids: Tensor, iteration: int) -> Tensor:
+    """No-grad logits [B, classes] of the surrogate at attack iteration `iteration`, with EOT draw `iteration`.
+
+    The attack-side forward pass (fresh defence noise, never the evaluation seed) for attacks that query the model
+    without a gradient; for a plain classifier it is the classifier.
+    """
+    with torch.no_grad():
+        return model.surrogate(x, sample_ids=sample_ids, iteration=iteration)(x, draw=iteration)

@@ -48,17 +48,17 @@ def lp_norm(delta: Tensor, norm: Norm) -> Tensor:
 
 
 def project(x_adv: Tensor, x: Tensor, norm: Norm, eps: float) -> Tensor:
-    """Nearest point of the ε-ball around x (Linf: clip; L2: radial rescale), then clamp to [0, 1].
+    """Nearest point of the ε-ball around x (Linf: clip to [x − ε, x + ε]; L2: radial rescale), then clamp to [0, 1].
 
-    Clamping after the L2 rescale stays inside the ball because x itself lies in [0, 1].
+    The Linf clip is min(max(x_adv, x − ε), x + ε), AutoAttack's arithmetic: a point inside the ball comes back
+    bit for bit, so APGD's iterates equal AutoAttack's exactly. Clamping after the L2 rescale stays inside the
+    ball because x itself lies in [0, 1].
     """
-    delta = x_adv - x
     if norm == "Linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        scale = (eps / lp_norm(delta, "L2").clamp_min(_TINY)).clamp(max=1.0)
-        delta = delta * per_sample(scale, delta)
-    return (x + delta).clamp(0.0, 1.0)
+        return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp(0.0, 1.0)
+    delta = x_adv - x
+    scale = (eps / lp_norm(delta, "L2").clamp_min(_TINY)).clamp(max=1.0)
+    return (x + delta * per_sample(scale, delta)).clamp(0.0, 1.0)
 
 
 def ascent_direction(grad: Tensor, norm: Norm, *, l2_step: Literal["normalized", "sign"] = "normalized") -> Tensor:
