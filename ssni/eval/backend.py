@@ -196,15 +196,11 @@ class ModelBackend:
         return PurifiedClassifier(defence, self.models.classifier, seed, t=method.t, predict=predict)
 
     def attack(self, method: Method, attack: AttackSpec, x, y, *, seed: int, sample_ids, on_iteration=None) -> Tensor:
-        from ssni.attacks import autoattack_rand, bpda_eot, pgd_eot
+        """Adversarial examples [B, ...] (CPU) of `attack` against `method`'s defence."""
+        from ssni.eval.attacks import run_attack
 
         x, y, ids = x.to(self.device), y.to(self.device), sample_ids.to(self.device)
-        model = self.defended(method, seed)
-        common = dict(sample_ids=ids, norm=attack.norm, eps=attack.eps, iterations=attack.iterations, eot=attack.eot)
-        if attack.name.startswith("autoattack"):
-            result = autoattack_rand(model, x, y, seed=seed, on_iteration=on_iteration, **common)
-        elif attack.name.startswith("bpda"):
-            result = bpda_eot(model, x, y, step_size=attack.step_size, on_iteration=on_iteration, **common)
-        else:
-            result = pgd_eot(model, x, y, step_size=attack.step_size, on_iteration=on_iteration, **common)
+        result = run_attack(
+            self.defended(method, seed), attack, x, y, seed=seed, sample_ids=ids, on_iteration=on_iteration
+        )
         return result.x_adv.detach().cpu()

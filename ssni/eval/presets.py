@@ -15,7 +15,6 @@ from ssni.errors import SSNIUserError
 from ssni.eval.methods import DEFAULT_METHODS, Method
 from ssni.eval.requests import Overrides
 
-ATTACKS = ("pgd-linf", "pgd-l2", "bpda-linf", "autoattack-rand")
 SEEDS = (121, 122, 123)
 #: The CI smoke configuration (`ssni eval --smoke`); flags given on the command line win.
 SMOKE = Overrides(num_samples=4, batch_size=4, seeds=(121,), iterations=2, eot=1, surrogate_steps=2)
@@ -24,7 +23,8 @@ SMOKE_NOTE = "smoke configuration (CI): not a meaningful robustness number"
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One attack of the protocol. `norm` is "Linf" or "L2"; `eot` gradients are averaged per iteration."""
+    """One attack of the protocol. `norm` is "Linf" or "L2"; `eot` gradients are averaged per iteration; `kind`
+    says which attack runs (`ssni.eval.attacks.ATTACK_KINDS`)."""
 
     name: str
     norm: str
@@ -32,6 +32,7 @@ class AttackSpec:
     step_size: float
     iterations: int
     eot: int
+    kind: str = "pgd"
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,9 @@ def _cifar_attacks(iterations: int = 200, eot: int = 20) -> tuple[AttackSpec, ..
     return (
         AttackSpec("pgd-linf", "Linf", 8 / 255, 0.007, iterations, eot),
         AttackSpec("pgd-l2", "L2", 0.5, 0.007, iterations, eot),
-        AttackSpec("bpda-linf", "Linf", 8 / 255, 0.007, iterations, eot),
-        AttackSpec("autoattack-rand", "Linf", 8 / 255, 0.007, 100, eot),
+        AttackSpec("bpda-linf", "Linf", 8 / 255, 0.007, iterations, eot, kind="bpda"),
+        AttackSpec("autoattack-rand", "Linf", 8 / 255, 0.007, 100, eot, kind="autoattack-rand"),
+        AttackSpec("autoattack-standard", "Linf", 8 / 255, 0.007, 100, 1, kind="autoattack-standard"),
     )
 
 
@@ -138,8 +140,8 @@ PRESETS: dict[str, Preset] = {
         attacks=(
             AttackSpec("pgd-linf", "Linf", 0.3, 0.06, 6, 1),
             AttackSpec("pgd-l2", "L2", 2.0, 0.4, 6, 1),
-            AttackSpec("bpda-linf", "Linf", 0.3, 0.06, 6, 1),
-            AttackSpec("autoattack-rand", "Linf", 0.3, 0.06, 6, 1),
+            AttackSpec("bpda-linf", "Linf", 0.3, 0.06, 6, 1, kind="bpda"),
+            AttackSpec("autoattack-rand", "Linf", 0.3, 0.06, 6, 1, kind="autoattack-rand"),
         ),
         default_attacks=("pgd-linf",),
         num_samples=16,
@@ -211,8 +213,9 @@ PRESETS: dict[str, Preset] = {
         attacks=(
             AttackSpec("pgd-linf", "Linf", 4 / 255, 0.007, 200, 20),
             AttackSpec("pgd-l2", "L2", 0.5, 0.007, 200, 20),
-            AttackSpec("bpda-linf", "Linf", 4 / 255, 0.007, 200, 20),
-            AttackSpec("autoattack-rand", "Linf", 4 / 255, 0.007, 100, 20),
+            AttackSpec("bpda-linf", "Linf", 4 / 255, 0.007, 200, 20, kind="bpda"),
+            AttackSpec("autoattack-rand", "Linf", 4 / 255, 0.007, 100, 20, kind="autoattack-rand"),
+            AttackSpec("autoattack-standard", "Linf", 4 / 255, 0.007, 100, 1, kind="autoattack-standard"),
         ),
         num_samples=128,
         num_levels=50,

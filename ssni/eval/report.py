@@ -22,6 +22,8 @@ from ssni.eval.records import CLEAN, ResultsLog
 from ssni.eval.stats import Estimate
 
 BASELINE = "constant"  # the method the paired differences are taken against
+#: A derived attack: robust only when robust under both AutoAttack versions (DiffPure's reported number).
+WORST_CASE = ("autoattack-worst", ("autoattack-rand", "autoattack-standard"))
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,13 @@ def summarize(log: ResultsLog) -> Summary:
     methods = list(dict.fromkeys(m for m, _ in correct))
     attacks = list(dict.fromkeys(a for _, a in correct if a != CLEAN))
     matrices = {key: m for key, rows in correct.items() if (m := _matrix(rows, seeds)) is not None}
+    worst, parts = WORST_CASE
+    for m in methods:
+        pair = [matrices.get((m, a)) for a in parts]
+        if all(p is not None for p in pair) and pair[0].shape == pair[1].shape:
+            matrices[(m, worst)] = pair[0] & pair[1]
+            if worst not in attacks:
+                attacks.append(worst)
 
     def stat(method: str, attack: str) -> Stat | None:
         return Stat.of(matrices[(method, attack)], seeds) if (method, attack) in matrices else None

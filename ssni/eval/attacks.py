@@ -1,0 +1,79 @@
+"""The attacks an evaluation can run, by `AttackSpec.kind`: one function each, all with the same signature.
+
+    run(model, spec, x, y, *, seed, sample_ids, on_iteration) -> AttackResult
+
+model is the `DefendedModel` of the method under attack (`ModelBackend.defended`: adaptive for SSNI).
+AutoAttack follows DiffPure's reporting: "rand" (APGD-CE + APGD-DLR with EOT) and "standard" (APGD-CE, APGD-T,
+FAB-T, Square, no EOT); the report derives the worst case of the two per sample (`ssni.eval.report.WORST_CASE`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ssni.attacks import autoattack_rand, autoattack_standard, bpda_eot, pgd_eot
+from ssni.attacks.pgd_eot import AttackResult
+from ssni.errors import SSNIUserError
+from ssni.eval.presets import AttackSpec
+
+__all__ = ["ATTACK_KINDS", "run_attack"]
+
+
+def _pgd(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
+    return pgd_eot(
+        model,
+        x,
+        y,
+        norm=spec.norm,
+        eps=spec.eps,
+        step_size=spec.step_size,
+        iterations=spec.iterations,
+        eot=spec.eot,
+        **_without_seed(kw),
+    )
+
+
+def _bpda(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
+    return bpda_eot(
+        model,
+        x,
+        y,
+        norm=spec.norm,
+        eps=spec.eps,
+        step_size=spec.step_size,
+        iterations=spec.iterations,
+        eot=spec.eot,
+        **_without_seed(kw),
+    )
+
+
+def _rand(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
+    return autoattack_rand(model, x, y, norm=spec.norm, eps=spec.eps, iterations=spec.iterations, eot=spec.eot, **kw)
+
+
+def _standard(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
+    return autoattack_standard(model, x, y, norm=spec.norm, eps=spec.eps, iterations=spec.iterations, **kw)
+
+
+def _without_seed(kw: dict) -> dict:
+    """PGD's randomness is the defence's (its seed is the model's): drop the attack seed."""
+    return {k: v for k, v in kw.items() if k != "seed"}
+
+
+ATTACK_KINDS: dict[str, Callable[..., AttackResult]] = {
+    "pgd": _pgd,
+    "bpda": _bpda,
+    "autoattack-rand": _rand,
+    "autoattack-standard": _standard,
+}
+
+
+def run_attack(model, spec: AttackSpec, x, y, *, seed: int, sample_ids, on_iteration=None) -> AttackResult:
+    """Run the attack `spec` against `model` on x [B, ...] with labels y [B]."""
+    try:
+        run = ATTACK_KINDS[spec.kind]
+    except KeyError:
+        raise SSNIUserError(
+            f"attack {spec.name}: unknown kind {spec.kind!r}; known: {', '.join(ATTACK_KINDS)}"
+        ) from None
+    return run(model, spec, x, y, seed=seed, sample_ids=sample_ids, on_iteration=on_iteration)
