@@ -56,18 +56,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ssni.attacks.adaptive import AdaptiveSSNI
-from ssni.attacks.defended import STREAM_EOT_DRAW, STREAM_SCORE, SurrogateFn, derive_seed, eot_gradient
+from ssni.attacks.defended import STREAM_EOT_DRAW, STREAM_SCORE, SurrogateFn, derive_seed
 from ssni.attacks.losses import cross_entropy
-from ssni.attacks.pgd_eot import AttackResult, misclassified
-from ssni.attacks.threat import (
-    Norm,
-    ascent_direction,
-    check_attack_inputs,
-    check_positive_int,
-    check_radius,
-    project,
-    resolve_eps,
-)
+from ssni.attacks.pgd_eot import AttackResult, misclassified, pgd_ascent
+from ssni.attacks.threat import check_positive_int
 from ssni.schedules import NUM_TRAIN_STEPS
 
 __all__ = [
@@ -268,44 +260,28 @@ def score_aware_pgd(
     *,
     sample_ids: Tensor,
     config: ScoreAwareConfig | None = None,
-    norm: Norm = "Linf",
-    eps: float | None = None,
     iterations: int = 200,
-    eot: int = 20,
-    step_size: float = 0.007,
-    l2_step: Literal["normalized", "sign"] = "normalized",
     check_success: bool = False,
-    on_iteration: Callable[[int], None] | None = None,
+    **budget,
 ) -> ScoreAwareResult:
     """PGD-EOT on the score-aware objective `config` (default: "full", λ = 0), from x [B, ...] in [0, 1].
 
-    The step, projection and arguments are `pgd_eot`'s (sign / normalised-gradient ascent on the EOT-averaged
-    objective, no random start, every iteration runs). The result also holds the e and t the defence computes for
-    x_adv at its evaluation seed (`ScoreAwareResult.mean_e`, `.mean_t`).
+    The loop and the budget are `pgd_eot`'s (`pgd_ascent`: norm, eps, eot, step_size, l2_step, on_iteration; sign
+    / normalised-gradient ascent on the EOT-averaged objective, no random start, every iteration runs). The result
+    also holds the e and t the defence computes for x_adv at its evaluation seed (`.mean_e`, `.mean_t`).
     """
     config = ScoreAwareConfig() if config is None else config
     if not isinstance(config, ScoreAwareConfig):
         raise TypeError(f"config must be a ScoreAwareConfig, got {type(config).__name__}")
-    eps = resolve_eps(norm, eps)
-    check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(iterations, "iterations")
-    check_positive_int(eot, "eot")
-    check_radius(step_size, "step_size", allow_zero=False)
-    if l2_step not in ("normalized", "sign"):
-        raise ValueError(f"l2_step must be 'normalized' or 'sign', got {l2_step!r}")
     if config.objective == "two-phase" and iterations < 2:
         raise ValueError(f"the two-phase objective needs iterations >= 2, got {iterations}")
-
-    x = x.detach()
-    x_adv = x.clone()
     phase1 = config.phase1_iterations(iterations)
-    for k in range(iterations):
-        with torch.no_grad():
-            surrogate, loss_fn = _iteration_objective(model, config, k, phase1, x_adv, sample_ids)
-        grad = eot_gradient(surrogate, x_adv, y, loss_fn, eot=eot, iteration=k).grad
-        x_adv = project(x_adv + step_size * ascent_direction(grad, norm, l2_step=l2_step), x, norm, eps)
-        if on_iteration is not None:
-            on_iteration(k)
+
+    def objective(k: int, x_adv: Tensor):
+        return _iteration_objective(model, config, k, phase1, x_adv, sample_ids)
+
+    x_adv = pgd_ascent(objective, x, y, sample_ids=sample_ids, iterations=iterations, **budget)
     success = misclassified(model, x_adv, y, sample_ids) if check_success else None
     e, t = model.reached(x_adv, sample_ids=sample_ids)
     return ScoreAwareResult(x_adv=x_adv, success=success, e=e, t=t)
