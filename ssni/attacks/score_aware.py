@@ -170,6 +170,15 @@ class ScoreAwareSSNI:
         if self.ssni.purifier.num_stages is not None:
             raise ValueError("the score-aware attack needs a single-stage host (DDPM/DDIM or SDE), not GNS/GDMP")
 
+    @classmethod
+    def from_adaptive(cls, model: AdaptiveSSNI, *, antithetic: bool = True) -> ScoreAwareSSNI:
+        """The score-aware view of the defence an `AdaptiveSSNI` wraps (same SSNI, classifier, seed, steps)."""
+        if not isinstance(model, AdaptiveSSNI):
+            raise TypeError(f"model must be an AdaptiveSSNI, got {type(model).__name__}")
+        if model.predict is not None or model.gradient != "full":
+            raise ValueError("the score-aware attack needs AdaptiveSSNI with full gradients and its own prediction")
+        return cls(model.ssni, model.classifier, model.seed, num_steps=model.num_steps, antithetic=antithetic)
+
     @property
     def adaptive(self) -> AdaptiveSSNI:
         """The same defence as the adaptive attack sees it (t of the iterate, no gradient through t)."""

@@ -162,6 +162,17 @@ def test_pgd_eot_runs_the_adapter_as_objective_full(tiny_ssni, tiny_classifier):
     torch.testing.assert_close(via_pgd, score_aware_pgd(model, x, y, **common).x_adv)
 
 
+def test_from_adaptive_keeps_the_defence(tiny_ssni, tiny_classifier):
+    adaptive = AdaptiveSSNI(tiny_ssni, tiny_classifier, seed=123, num_steps=3)
+    aware = ScoreAwareSSNI.from_adaptive(adaptive)
+    assert (aware.ssni, aware.classifier, aware.seed, aware.num_steps) == (tiny_ssni, tiny_classifier, 123, 3)
+    assert aware.adaptive.ssni is tiny_ssni and aware.adaptive.num_steps == 3
+    with pytest.raises(ValueError, match="full gradients"):
+        ScoreAwareSSNI.from_adaptive(adaptive.with_gradient("bpda"))
+    with pytest.raises(TypeError, match="AdaptiveSSNI"):
+        ScoreAwareSSNI.from_adaptive(aware)
+
+
 def test_config_names_and_checks():
     assert ScoreAwareConfig.from_attack_name("score-aware") == ScoreAwareConfig()
     assert ScoreAwareConfig.from_attack_name("score-aware-lambda0.5").lam == 0.5
