@@ -5,6 +5,8 @@ With T = t* − 1 and bias b (default 5):
 - SSNI-L (linear):  t = round( (e − e_min)/(e_max − e_min) · T + b ), range b..T+b.
 Rounding is half to even (torch.round), computed in float64, returned as int64. Multi-stage hosts pass a tuple
 of t* (one per stage); the same ratio is applied to each stage's T_i and the result is int64 [B, S].
+`sigmoid_t_continuous` / `linear_t_continuous` are the same maps before rounding (float64, differentiable in e):
+the score-aware attack differentiates through them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ import torch
 
 from ssni.validate import check_int
 
-__all__ = ["sigmoid_ratio", "linear_ratio", "sigmoid_t", "linear_t"]
+__all__ = [
+    "sigmoid_ratio",
+    "linear_ratio",
+    "sigmoid_t",
+    "linear_t",
+    "sigmoid_t_continuous",
+    "linear_t_continuous",
+    "round_t",
+]
 
 
 def _stars(t_star) -> tuple[torch.Tensor, bool]:
@@ -49,13 +59,34 @@ def linear_ratio(e: torch.Tensor, e_min: float, e_max: float) -> torch.Tensor:
     return ((_check_e(e) - float(e_min)) / (float(e_max) - float(e_min))).clamp(0.0, 1.0)
 
 
-def sigmoid_t(e: torch.Tensor, mu: float, tau: float, t_star, bias: int = 5) -> torch.Tensor:
-    """SSNI-N: round(sigmoid((e − μ)/τ)·(t* − 1 + b)) as int64 [B] (or [B, S] for a tuple of t*)."""
+def _per_stage(t: torch.Tensor, staged: bool) -> torch.Tensor:
+    return t if staged else t[:, 0]
+
+
+def sigmoid_t_continuous(e: torch.Tensor, mu: float, tau: float, t_star, bias: int = 5) -> torch.Tensor:
+    """SSNI-N before rounding: sigmoid((e − μ)/τ)·(t* − 1 + b), float64 [B] (or [B, S] for a tuple of t*)."""
     check_int("bias", bias, low=0)
     stars, staged = _stars(t_star)
     r = sigmoid_ratio(e, mu, tau)
-    t = torch.round(r[:, None] * (stars.to(r.device) - 1 + bias)[None, :]).to(torch.int64)
-    return t if staged else t[:, 0]
+    return _per_stage(r[:, None] * (stars.to(r.device) - 1 + bias)[None, :], staged)
+
+
+def linear_t_continuous(e: torch.Tensor, e_min: float, e_max: float, t_star, bias: int = 5) -> torch.Tensor:
+    """SSNI-L before rounding: clamp((e − e_min)/(e_max − e_min), 0, 1)·(t* − 1) + b, float64 [B] (or [B, S])."""
+    check_int("bias", bias, low=0)
+    stars, staged = _stars(t_star)
+    r = linear_ratio(e, e_min, e_max)
+    return _per_stage(r[:, None] * (stars.to(r.device) - 1)[None, :] + bias, staged)
+
+
+def round_t(t: torch.Tensor) -> torch.Tensor:
+    """The defence's integer t from a continuous one: half to even (torch.round), int64, no gradient."""
+    return torch.round(t.detach()).to(torch.int64)
+
+
+def sigmoid_t(e: torch.Tensor, mu: float, tau: float, t_star, bias: int = 5) -> torch.Tensor:
+    """SSNI-N: round(sigmoid((e − μ)/τ)·(t* − 1 + b)) as int64 [B] (or [B, S] for a tuple of t*)."""
+    return round_t(sigmoid_t_continuous(e, mu, tau, t_star, bias))
 
 
 def linear_t(e: torch.Tensor, e_min: float, e_max: float, t_star, bias: int = 5) -> torch.Tensor:
@@ -64,8 +95,4 @@ def linear_t(e: torch.Tensor, e_min: float, e_max: float, t_star, bias: int = 5)
     e_min/e_max are the caller's choice (spec: over the reference set together with the current batch). Norms
     outside [e_min, e_max] (possible with reference-only min/max) are clamped, so t stays in b..t*−1+b.
     """
-    check_int("bias", bias, low=0)
-    stars, staged = _stars(t_star)
-    r = linear_ratio(e, e_min, e_max)
-    t = torch.round(r[:, None] * (stars.to(r.device) - 1)[None, :] + bias).to(torch.int64)
-    return t if staged else t[:, 0]
+    return round_t(linear_t_continuous(e, e_min, e_max, t_star, bias))

@@ -1,7 +1,8 @@
 """Adaptive attacks on (diffusion-purified) classifiers: PGD-EOT, BPDA-EOT, APGD-CE/DLR/T, FAB-T, Square, AutoAttack.
 
 Attacks see a defence only through `DefendedModel` (`ssni.attacks.defended`): `PlainClassifier` (no defence),
-`PurifiedClassifier` (a purifier at constant t) and `AdaptiveSSNI` (SSNI, t recomputed at every iteration).
+`PurifiedClassifier` (a purifier at constant t), `AdaptiveSSNI` (SSNI, t recomputed at every iteration) and
+`ScoreAwareSSNI` (SSNI with gradients through e(x) and t; `score_aware_pgd` runs its objectives).
 Protocol defaults are those of spec §8; randomness is keyed on (seed, sample id), so results are batch-invariant.
 """
 
@@ -14,6 +15,7 @@ from ssni.attacks.defended import DefendedModel, derive_seed, eot_gradient
 from ssni.attacks.fab import fab_targeted
 from ssni.attacks.losses import cross_entropy, dlr, dlr_targeted, margin
 from ssni.attacks.pgd_eot import AttackResult, pgd_eot
+from ssni.attacks.score_aware import ScoreAwareConfig, ScoreAwareResult, ScoreAwareSSNI, score_aware_pgd
 from ssni.attacks.square import square
 
 __all__ = [
@@ -22,6 +24,9 @@ __all__ = [
     "DefendedModel",
     "PlainClassifier",
     "PurifiedClassifier",
+    "ScoreAwareConfig",
+    "ScoreAwareResult",
+    "ScoreAwareSSNI",
     "apgd",
     "apgd_checkpoints",
     "apgd_targeted",
@@ -36,6 +41,7 @@ __all__ = [
     "fab_targeted",
     "margin",
     "pgd_eot",
+    "score_aware_pgd",
     "square",
     "straight_through",
     "worst_case",

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ssni.attacks.defended import DefendedModel, eot_gradient
+from ssni.attacks.defended import DefendedModel, SurrogateFn, eot_gradient
 from ssni.attacks.losses import cross_entropy
 from ssni.attacks.threat import (
     Norm,
@@ -32,7 +32,7 @@ from ssni.attacks.threat import (
     resolve_eps,
 )
 
-__all__ = ["AttackResult", "misclassified", "pgd_eot"]
+__all__ = ["AttackResult", "Objective", "misclassified", "pgd_ascent", "pgd_eot"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,12 @@ def misclassified(model: DefendedModel, x: Tensor, y: Tensor, sample_ids: Tensor
     return model.logits(x, sample_ids=sample_ids).argmax(dim=1) != y
 
 
-def pgd_eot(
-    model: DefendedModel,
+#: objective(k, x_adv) -> (surrogate, per-sample loss) of iteration k, both evaluated by `eot_gradient`.
+Objective = Callable[[int, Tensor], tuple[SurrogateFn, Callable[[Tensor, Tensor], Tensor]]]
+
+
+def pgd_ascent(
+    objective: Objective,
     x: Tensor,
     y: Tensor,
     *,
@@ -62,15 +66,11 @@ def pgd_eot(
     eot: int = 20,
     step_size: float = 0.007,
     l2_step: Literal["normalized", "sign"] = "normalized",
-    check_success: bool = False,
     on_iteration: Callable[[int], None] | None = None,
-) -> AttackResult:
-    """PGD-EOT against `model` from x [B, ...] in [0, 1] with labels y [B] (int64) and sample ids [B].
-
-    eps: the radius; None → the protocol's CIFAR-10 radius of the norm (8/255 Linf, 0.5 L2; ImageNet: pass 4/255).
-    check_success: also evaluate the defence once on x_adv (`AttackResult.success`).
-    on_iteration: called with k after iteration k (progress bars).
-    """
+) -> Tensor:
+    """The PGD-EOT loop of the module docstring with the per-iteration objective `objective` (called without
+    gradient at the current iterate); returns x_adv. `pgd_eot` is this with CE on the model's surrogate; the
+    score-aware attack (`ssni.attacks.score_aware`) changes the objective from iteration to iteration."""
     eps = resolve_eps(norm, eps)
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(iterations, "iterations")
@@ -83,10 +83,27 @@ def pgd_eot(
     x_adv = x.clone()
     for k in range(iterations):
         with torch.no_grad():
-            surrogate = model.surrogate(x_adv, sample_ids=sample_ids, iteration=k)
-        grad = eot_gradient(surrogate, x_adv, y, cross_entropy, eot=eot, iteration=k).grad
+            surrogate, loss_fn = objective(k, x_adv)
+        grad = eot_gradient(surrogate, x_adv, y, loss_fn, eot=eot, iteration=k).grad
         x_adv = project(x_adv + step_size * ascent_direction(grad, norm, l2_step=l2_step), x, norm, eps)
         if on_iteration is not None:
             on_iteration(k)
+    return x_adv
+
+
+def pgd_eot(
+    model: DefendedModel, x: Tensor, y: Tensor, *, sample_ids: Tensor, check_success: bool = False, **budget
+) -> AttackResult:
+    """PGD-EOT against `model` from x [B, ...] in [0, 1] with labels y [B] (int64) and sample ids [B].
+
+    budget: `pgd_ascent`'s norm, eps (None → the protocol's CIFAR-10 radius of the norm: 8/255 Linf, 0.5 L2;
+    ImageNet: pass 4/255), iterations, eot, step_size, l2_step and on_iteration (called with k after iteration k:
+    progress bars). check_success: also evaluate the defence once on x_adv (`AttackResult.success`).
+    """
+
+    def objective(k: int, x_adv: Tensor):
+        return model.surrogate(x_adv, sample_ids=sample_ids, iteration=k), cross_entropy
+
+    x_adv = pgd_ascent(objective, x, y, sample_ids=sample_ids, **budget)
     success = misclassified(model, x_adv, y, sample_ids) if check_success else None
     return AttackResult(x_adv=x_adv, success=success)

@@ -2,6 +2,7 @@
 
     e = eps_score_norm(score_model, x)                 # once per input, before purification, no gradient
     t = sigmoid_t(e, μ, τ, t*, b)    (SSNI-N)   or   linear_t(e, e_min, e_max, t*, b)    (SSNI-L)
+        (= round_t(continuous_timesteps(e)); the score-aware attack differentiates the continuous t and e)
     x̂ = host.purify(x, t)                              # per-stage t for multi-stage hosts (same ratio)
 
 SSNI-L's e_min/e_max: "reference+batch" (the spec: reference set together with the current batch, so a sample's
@@ -16,7 +17,7 @@ from torch import nn
 from ssni.calibration import Calibration
 from ssni.models.interface import CallCounter
 from ssni.purify.base import Purifier
-from ssni.reweight import linear_t, sigmoid_t
+from ssni.reweight import linear_t_continuous, round_t, sigmoid_t_continuous
 from ssni.score import eps_score_norm
 from ssni.validate import check_choice, check_images, check_int, check_sample_ids, check_seed
 
@@ -102,8 +103,12 @@ class SSNI(nn.Module):
         self.purifier.reset()
 
     # ------------------------------------------------------------------------------------------- t
-    def scores(self, x: torch.Tensor, *, seed: int, sample_ids=None) -> torch.Tensor:
-        """The EPS score norm e(x) [B] (no gradient), checked against the calibration's resolution."""
+    def scores(
+        self, x: torch.Tensor, *, seed: int, sample_ids=None, grad: bool = False, antithetic: bool = False
+    ) -> torch.Tensor:
+        """The EPS score norm e(x) [B], checked against the calibration's resolution. grad, antithetic: the
+        score-aware attack's options of `eps_score_norm` (differentiable in x; negated level noise); the defence
+        uses neither."""
         check_images(x)
         self.calibration.check(resolution=tuple(x.shape[-2:]))
         model = self.purifier.model if self.score_model is None else self.score_model
@@ -115,17 +120,23 @@ class SSNI(nn.Module):
             sample_ids=sample_ids,
             chunk_size=self.chunk_size,
             counter=self.score_counter,
+            grad=grad,
+            antithetic=antithetic,
         )
 
-    def timesteps_from_scores(self, e: torch.Tensor) -> torch.Tensor:
-        """§4: t (int64 [B], or [B, S] for a multi-stage host) from score norms e [B]."""
+    def continuous_timesteps(self, e: torch.Tensor) -> torch.Tensor:
+        """§4 before rounding: float64 [B] (or [B, S]), differentiable in e; SSNI-L's batch min/max are constants."""
         cal = self.calibration
         if self.reweight == "sigmoid":
-            return sigmoid_t(e, cal.mean, self.tau, self.t_star, self.bias)
+            return sigmoid_t_continuous(e, cal.mean, self.tau, self.t_star, self.bias)
         e_min, e_max = cal.min, cal.max
         if self.linear_minmax == "reference+batch":
             e_min, e_max = min(e_min, float(e.min())), max(e_max, float(e.max()))
-        return linear_t(e, e_min, e_max, self.t_star, self.bias)
+        return linear_t_continuous(e, e_min, e_max, self.t_star, self.bias)
+
+    def timesteps_from_scores(self, e: torch.Tensor) -> torch.Tensor:
+        """§4: t (int64 [B], or [B, S] for a multi-stage host) from score norms e [B] (`sigmoid_t` / `linear_t`)."""
+        return round_t(self.continuous_timesteps(e.detach()))
 
     def timesteps(self, x: torch.Tensor, *, seed: int, sample_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(t, e): the per-sample timesteps and the score norms they come from."""
