@@ -5,14 +5,16 @@
 model is the `DefendedModel` of the method under attack (`ModelBackend.defended`: adaptive for SSNI).
 AutoAttack follows DiffPure's reporting: "rand" (APGD-CE + APGD-DLR with EOT) and "standard" (APGD-CE, APGD-T,
 FAB-T, Square, no EOT); the report derives the worst case of the two per sample (`ssni.eval.report.WORST_CASE`).
+"score-aware" attacks SSNI's own mechanism (its score norm and t), `ssni.attacks.score_aware`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ssni.attacks import autoattack_rand, autoattack_standard, bpda_eot, pgd_eot
+from ssni.attacks import AdaptiveSSNI, autoattack_rand, autoattack_standard, bpda_eot, pgd_eot
 from ssni.attacks.pgd_eot import AttackResult
+from ssni.attacks.score_aware import ScoreAwareConfig, ScoreAwareSSNI, score_aware_pgd
 from ssni.errors import SSNIUserError
 from ssni.eval.presets import AttackSpec
 
@@ -55,6 +57,25 @@ def _standard(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
     return autoattack_standard(model, x, y, norm=spec.norm, eps=spec.eps, iterations=spec.iterations, **kw)
 
 
+def _score_aware(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
+    """The score-aware attack on SSNI (`ssni.attacks.score_aware`; the variant from the name: score-aware,
+    score-aware-lambda<λ>, score-aware-two-phase); a constant t has no score to attack: plain PGD-EOT."""
+    if not isinstance(model, AdaptiveSSNI):
+        return _pgd(model, spec, x, y, **kw)
+    return score_aware_pgd(
+        ScoreAwareSSNI.from_adaptive(model),
+        x,
+        y,
+        config=ScoreAwareConfig.from_attack_name(spec.name),
+        norm=spec.norm,
+        eps=spec.eps,
+        step_size=spec.step_size,
+        iterations=spec.iterations,
+        eot=spec.eot,
+        **_without_seed(kw),
+    )
+
+
 def _without_seed(kw: dict) -> dict:
     """PGD's randomness is the defence's (its seed is the model's): drop the attack seed."""
     return {k: v for k, v in kw.items() if k != "seed"}
@@ -65,6 +86,7 @@ ATTACK_KINDS: dict[str, Callable[..., AttackResult]] = {
     "bpda": _bpda,
     "autoattack-rand": _rand,
     "autoattack-standard": _standard,
+    "score-aware": _score_aware,
 }
 
 

@@ -64,6 +64,7 @@ class Summary:
     robust_accuracy: dict[str, dict[str, Stat]]
     differences: dict[str, dict[str, Estimate]]  # method → kind ("clean" or an attack) → method − constant, in pp
     detection_auroc: dict[str, dict[str, Estimate]]  # method → attack → AUROC of e(x), clean vs adversarial
+    reached: dict[str, dict[str, dict[str, float | None]]]  # method → attack → mean t and e of its adversarial inputs
     mean_t: dict[str, dict[str, float | None]]
     score_norm_clean_mean: float | None
     score_norm_adv_mean: float | None
@@ -101,6 +102,7 @@ def summarize(log: ResultsLog) -> Summary:
     norms_adv: dict[str, list[float]] = defaultdict(list)
     norms_method: dict[tuple[str, bool], list[float]] = defaultdict(list)
     first_seed_norms: dict[tuple[str, str], list[float]] = defaultdict(list)
+    by_attack: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (method, attack, "t" | "e")
     samples: set[int] = set()
     seeds = sorted({int(r["seed"]) for r in log.records})
     for r in log.records:
@@ -108,6 +110,9 @@ def summarize(log: ResultsLog) -> Summary:
         correct[(r["method"], r["attack"])][int(r["seed"])][int(r["sample_id"])] = bool(r["correct"])
         if r.get("t") is not None:
             t_values[(r["method"], adv)].append(float(r["t"]))
+            by_attack[(r["method"], r["attack"], "t")].append(float(r["t"]))
+        if r.get("score_norm") is not None:
+            by_attack[(r["method"], r["attack"], "e")].append(float(r["score_norm"]))
         if r.get("score_norm") is not None:
             (norms_adv[r["attack"]] if adv else norms_clean).append(float(r["score_norm"]))
             norms_method[(r["method"], adv)].append(float(r["score_norm"]))
@@ -168,6 +173,14 @@ def summarize(log: ResultsLog) -> Summary:
         robust_accuracy={m: {a: s for a in attacks if (s := stat(m, a)) is not None} for m in methods},
         differences=differences,
         detection_auroc={m: d for m, d in detection.items() if d},
+        reached={
+            m: {
+                a: {"mean_t": _mean(by_attack[(m, a, "t")]), "mean_e": _mean(by_attack[(m, a, "e")])}
+                for a in attacks
+                if by_attack.get((m, a, "t"))
+            }
+            for m in methods
+        },
         mean_t={m: {"clean": _mean(t_values[(m, False)]), "adversarial": _mean(t_values[(m, True)])} for m in methods},
         score_norm_clean_mean=_mean(norms_clean),
         score_norm_adv_mean=_mean([v for vs in norms_adv.values() for v in vs]),
@@ -214,6 +227,17 @@ def markdown_table(summary: Summary) -> str:
         f"{summary.num_samples} images, seeds {seeds}: accuracy = mean over images and seeds, [95% bootstrap "
         "interval over images].",
     ]
+    if any(summary.reached.get(m) for m in summary.methods) and len(summary.attacks) > 1:
+        lines += ["", "| method | " + " | ".join(f"{a}: mean t / e reached" for a in summary.attacks) + " |"]
+        lines.append("|" + "---|" * (len(summary.attacks) + 1))
+        for m in summary.methods:
+            got = summary.reached.get(m, {})
+            cells = [
+                " / ".join(_fmt(got.get(a, {}).get(k)) for k in ("mean_t", "mean_e")) if a in got else "–"
+                for a in summary.attacks
+            ]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
     for m, kinds in summary.differences.items():
         parts = ", ".join(f"{k} {_signed(e)}" for k, e in kinds.items())
         lines.append(f"{m} − {BASELINE} (paired, percentage points): {parts}.")

@@ -60,6 +60,8 @@ def test_intervals_differences_and_detection(results):
             )
             assert d.value == pytest.approx(expected) and d.low <= d.value <= d.high
     assert "constant" not in s.differences
+    reached = [r["t"] for r in log.records if (r["method"], r["attack"]) == ("ssni-n", "pgd-l2")]
+    assert s.reached["ssni-n"]["pgd-l2"]["mean_t"] == pytest.approx(np.mean(reached))
     auc = s.detection_auroc["ssni-n"]["pgd-linf"]
     assert 0 <= auc.low <= auc.value <= auc.high <= 1
 
