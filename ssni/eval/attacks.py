@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ssni.attacks import AdaptiveSSNI, autoattack_rand, autoattack_standard, bpda_eot, pgd_eot
+from ssni.attacks import AdaptiveSSNI, autoattack_rand, autoattack_standard, pgd_eot
 from ssni.attacks.pgd_eot import AttackResult
 from ssni.attacks.score_aware import ScoreAwareConfig, ScoreAwareSSNI, score_aware_pgd
 from ssni.errors import SSNIUserError
@@ -36,17 +36,8 @@ def _pgd(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
 
 
 def _bpda(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
-    return bpda_eot(
-        model,
-        x,
-        y,
-        norm=spec.norm,
-        eps=spec.eps,
-        step_size=spec.step_size,
-        iterations=spec.iterations,
-        eot=spec.eot,
-        **_without_seed(kw),
-    )
+    """PGD-EOT with BPDA gradients (straight through the purifier), as `ssni.attacks.bpda_eot`."""
+    return _pgd(model.with_gradient("bpda"), spec, x, y, **kw)
 
 
 def _rand(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
