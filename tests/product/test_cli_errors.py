@@ -87,7 +87,9 @@ def test_missing_checkpoints(tiny, capsys):
     code, err = _run(["eval", "--diffusion-checkpoint", str(tiny["dir"] / "nope.safetensors")], capsys)
     assert code == EXIT_USER_ERROR and "diffusion checkpoint" in err and "does not exist" in err
     code, err = _run(["eval", "--preset", "cifar10-diffpure"], capsys)
-    assert code == EXIT_USER_ERROR and "needs --diffusion-checkpoint" in err
+    assert code == EXIT_USER_ERROR and "needs --data --diffusion-checkpoint --classifier-checkpoint" in err
+    code, err = _run(["calibrate", "--preset", "cifar10-diffpure", "--data", "d", "--out", "c.json"], capsys)
+    assert code == EXIT_USER_ERROR and "needs --diffusion-checkpoint (nothing is downloaded)" in err
     corrupt = tiny["dir"] / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00" * 64)
     code, err = _run(["eval", "--diffusion-checkpoint", str(corrupt)], capsys)
