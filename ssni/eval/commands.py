@@ -36,6 +36,7 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
     """Everything `ssni eval` runs: the resolved configuration, the backend on the models, the evaluation data."""
     preset = resolve_preset(request.preset, request.overrides, smoke=request.smoke)
     src = request.sources
+    _check_methods(preset, preset.methods)
     _require_paths(preset, src)
     device = resolve_device(src.device)
     data = load_eval_data(preset, src.data, src.data_seed)
@@ -66,6 +67,7 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
 
     preset = resolve_preset(request.preset, request.overrides)
     src = request.sources
+    _check_methods(preset, (request.method,))
     _require_paths(preset, src, data=request.images is None)
     device = resolve_device(src.device)
     if request.images is not None:
@@ -168,6 +170,16 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
         + f"\n  tau sweep: {sweep}"
     )
     return path, text
+
+
+def _check_methods(preset: Preset, methods) -> None:
+    """constant@t methods need a single-stage purifier (one t per sample)."""
+    swept = [str(m) for m in methods if m.t is not None]
+    stages = len(preset.purifier.stages)
+    if swept and stages != 1:
+        raise SSNIUserError(
+            f"{', '.join(swept)}: a constant-t method needs a single-stage purifier; preset {preset.name} has {stages}"
+        )
 
 
 def _require_paths(preset: Preset, sources: Sources, *, data: bool = True, classifier: bool = True) -> None:

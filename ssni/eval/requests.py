@@ -207,6 +207,9 @@ class ReportRequest:
     out_dir: Path | None = None  # None: <results>-report/
 
     def __post_init__(self) -> None:
+        if not self.results.is_file():
+            state = "is a folder, not a records file" if self.results.is_dir() else "does not exist"
+            raise SSNIUserError(f"results file {self.results} {state}")
         _check_output("--out-dir", self.out_dir_path, folder=True)
 
     @property

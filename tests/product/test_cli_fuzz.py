@@ -111,6 +111,8 @@ def eval_cases() -> list[Case]:
         Case("eval-unknown-flag", (*EVAL, "--bogus"), "unrecognized arguments: --bogus"),
         Case("eval-flag-without-value", (*EVAL, "--seeds"), "--seeds"),
         Case("eval-t-star-multi-stage", ("eval", "--preset", "cifar10-gns", "--t-star", "50"), "--t-star"),
+        Case("eval-t-sweep-multi-stage", ("eval", "--preset", "cifar10-gdmp", "--t-sweep", "50"),
+             "constant@50: a constant-t method needs a single-stage purifier; preset cifar10-gdmp has 4"),
         Case("eval-data-on-mnist", (*EVAL, "--data", f"{IN}/images"), "--data"),
         Case("eval-cifar-needs-paths", ("eval", "--preset", "cifar10-diffpure"),
              "preset cifar10-diffpure needs --data --diffusion-checkpoint --classifier-checkpoint"),
@@ -139,6 +141,9 @@ def eval_cases() -> list[Case]:
         Case("eval-out-other-config", (*EVAL, "--out", "r.jsonl", "--seeds", "7"), "another configuration",
              setup={"r.jsonl": "@RECORDS"}),
         Case("eval-out-damaged", (*EVAL, "--out", "r.jsonl"), "damaged at line 2", setup={"r.jsonl": "@DAMAGED"}),
+        Case("eval-out-empty", (*EVAL, "--out", ""), r"--out \. is a folder"),
+        Case("eval-overwrite-a-folder", (*EVAL, "--out", "r", "--overwrite"), "--out r is a folder", setup={"r": None}),
+        Case("eval-help", ("eval", "--help"), None),
         Case("eval-out-unwritable", (*EVAL, "--out", "/proc/ssni-fuzz/r.jsonl"), "ssni-fuzz/r.jsonl"),
         # checkpoints
         Case("eval-ckpt-missing", ("eval", "--diffusion-checkpoint", "none.safetensors"), "none.safetensors"),
@@ -242,12 +247,18 @@ def purify_cases() -> list[Case]:
         Case("purify-method-unknown", purify(good, "--method", "ssni"), "unknown method 'ssni'"),
         Case("purify-method-constant-0", purify(good, "--method", "constant@0"), "constant@0"),
         Case("purify-method-empty", purify(good, "--method", ""), "unknown method ''"),
+        Case("purify-method-constant-multi-stage", ("purify", good, "--out", "o.pt", "--preset", "cifar10-gns",
+                                                    "--method", "constant@30"), "constant@30: a constant-t method"),
         Case("purify-seed-negative", purify(good, "--seed", "-1"), "--seed"),
         Case("purify-seed-huge", purify(good, "--seed", str(2**64)), "--seed"),
         Case("purify-num-samples-with-input", purify(good, "--num-samples", "2"), "--num-samples.*not used"),
         Case("purify-data-with-input", purify(good, "--data", f"{IN}/folders"), "--data.*not used"),
         Case("purify-num-samples-too-many", ("purify", "--out", "out.pt", *TINY, "--num-samples", "20000"),
              "--num-samples 20000 .*at most 10000"),
+        Case("purify-out-empty", ("purify", good, "--out", "", *TINY), "--out must be a .pt file"),
+        Case("purify-folder-named-like-an-array", purify("x.npy"), "no image files", setup={"x.npy": None}),
+        Case("purify-nan-tensor", purify("x.pt"), "NaN", setup={"x.pt": "@NAN_TENSOR"}),
+        Case("purify-help", ("purify", "--help"), None),
         Case("purify-no-out", ("purify", good, *TINY), "--out"),
         Case("purify-calibration-tau-abc", purify(good, "--calibration", f"{IN}/calibration/tau-abc.json"),
              "field 'tau'"),
@@ -291,6 +302,11 @@ def calibrate_cases() -> list[Case]:
                                                   "--adversarial", "r.jsonl"), "has no adversarial records",
              setup={"r.jsonl": "@CLEAN_RECORDS"}),
         Case("calibrate-missing-out", CALIBRATE, "--out"),
+        Case("calibrate-out-empty", (*CALIBRATE, "--out", ""), r"--out \. is a folder"),
+        Case("calibrate-adversarial-damaged", (*CALIBRATE, "--out", "c.json", "--adversarial", "r.jsonl"),
+             "damaged at line 2", setup={"r.jsonl": "@DAMAGED"}),
+        Case("calibrate-ok-tau", (*CALIBRATE, "--num-samples", "2", "--out", "c.json", "--tau", "3.5"),
+             outputs=("c.json", "c.json.norms.safetensors")),
         Case("calibrate-ok", (*CALIBRATE, "--num-samples", "2", "--out", "c.json"),
              outputs=("c.json", "c.json.norms.safetensors")),
         Case("calibrate-ok-adversarial", (*CALIBRATE, "--num-samples", "2", "--out", "c.json", "--adversarial",
@@ -304,6 +320,7 @@ def report_cases() -> list[Case]:
         Case("report-missing", ("report", "none.jsonl"), "none.jsonl does not exist"),
         Case("report-folder", ("report", "r"), "r is a folder", setup={"r": None}),
         Case("report-not-ours", ("report", "r.jsonl"), "not an ssni results file", setup={"r.jsonl": NOT_OURS}),
+        Case("report-empty-path", ("report", ""), r"results file \. is a folder"),
         Case("report-zero-bytes", ("report", "r.jsonl"), "not an ssni results file", setup={"r.jsonl": ""}),
         Case("report-damaged", ("report", "r.jsonl"), "damaged at line 2", setup={"r.jsonl": "@DAMAGED"}),
         Case("report-other-version", ("report", "r.jsonl"), "records version 7",
@@ -391,6 +408,7 @@ def _tensors(folder: Path) -> None:
     torch.save({"x": standins.CodePayload(str(folder / "the-payload-ran"))}, folder / "code.pt")
     (folder / "zero-bytes.pt").write_bytes(b"")
     torch.save(x, folder / "whole.pt")
+    torch.save(torch.where(x > 0.5, torch.nan, x), folder / "nan.pt")
     data = (folder / "whole.pt").read_bytes()
     (folder / "truncated.pt").write_bytes(data[: len(data) // 2])
 
@@ -448,7 +466,7 @@ def inputs(tmp_path_factory) -> Path:
 
 # setup contents copied from the shared inputs (records files made once by the fixture)
 SETUP_FILES = {"@RECORDS": "records.jsonl", "@DAMAGED": "damaged.jsonl", "@CLEAN_RECORDS": "clean-records.jsonl",
-               "@HEADER_ONLY": "header-only.jsonl"}  # fmt: skip
+               "@HEADER_ONLY": "header-only.jsonl", "@NAN_TENSOR": "tensors/nan.pt"}  # fmt: skip
 
 
 def _setup(case: Case, folder: Path, inputs: Path) -> dict[str, bytes | None]:
