@@ -150,3 +150,15 @@ def test_help_everywhere(capsys):
             main(argv)
         assert exc.value.code == 0
         assert "usage: ssni" in capsys.readouterr().out
+
+
+def test_a_bug_is_not_reported_as_a_user_error(monkeypatch, tmp_path):
+    """Only SSNIUserError and its kin become `ssni: error:`; a ValueError from inside is a bug and propagates."""
+    import ssni.cli as cli
+
+    def broken(args):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "report", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["report", str(tmp_path / "r.jsonl")])
