@@ -26,8 +26,8 @@ from ssni.errors import SSNIUserError, one_line
 from ssni.eval.backend import ModelBackend, recorded_t
 from ssni.eval.loading import load_calibration, load_calibration_images, load_eval_data, load_models, resolve_device
 from ssni.eval.presets import Preset, resolve_preset
-from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest, ReportRequest, Sources
-from ssni.eval.runner import EvalConfig, EvalData
+from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest, ReportRequest, Sources, check_output
+from ssni.eval.runner import EvalConfig, EvalData, adversarial_folder
 
 __all__ = ["prepare_eval", "purify_images", "calibrate_files", "report_files"]
 
@@ -49,6 +49,7 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
         "calibration_mean": repr(calibration.mean),
         "data_seed": str(src.data_seed),
     }
+    check_output("--out (its adversarial examples)", adversarial_folder(request.out_path, ""), folder=True)
     config = EvalConfig(
         preset=preset,
         out=request.out_path,

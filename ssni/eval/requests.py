@@ -20,7 +20,16 @@ from ssni.eval.methods import Method
 from ssni.schedules import NUM_TRAIN_STEPS
 from ssni.validate import MAX_SEED, check_int
 
-__all__ = ["Sources", "Overrides", "EvalRequest", "PurifyRequest", "CalibrateRequest", "ReportRequest", "ATTACK_SEEDS"]
+__all__ = [
+    "Sources",
+    "Overrides",
+    "EvalRequest",
+    "PurifyRequest",
+    "CalibrateRequest",
+    "ReportRequest",
+    "ATTACK_SEEDS",
+    "check_output",
+]
 
 ATTACK_SEEDS = ("shared", "per-seed")
 DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
@@ -36,7 +45,7 @@ def _int(flag: str, value, *, low: int | None = 1, high: int | None = None, opti
         raise SSNIUserError(str(e)) from None
 
 
-def _check_output(flag: str, path: Path, *, folder: bool = False) -> Path:
+def check_output(flag: str, path: Path, *, folder: bool = False) -> Path:
     """`path` can be written as the output of `flag`: a file (or, with `folder`, a folder) that is not the other
     kind, under a folder that exists or can be made. Returns `path`."""
     path = Path(path)
@@ -131,7 +140,7 @@ class EvalRequest:
     def __post_init__(self) -> None:
         _int("--network-batch", self.network_batch)
         _check_tau(self.tau)
-        _check_output("--out", self.out_path)
+        check_output("--out", self.out_path)
 
     @property
     def out_path(self) -> Path:
@@ -168,8 +177,8 @@ class PurifyRequest:
                     raise SSNIUserError(
                         f"{flag} picks the preset's images; it is not used with an input ({self.images})"
                     )
-        _check_output("--out", self.out)
-        _check_output("--scores", self.scores_path)
+        check_output("--out", self.out)
+        check_output("--scores", self.scores_path)
 
     @property
     def scores_path(self) -> Path:
@@ -195,8 +204,8 @@ class CalibrateRequest:
         _check_tau(self.tau)
         if self.sources.data_seed != 0:
             raise SSNIUserError("--data-seed picks the ImageNet evaluation subset; calibrate does not use it")
-        _check_output("--out", self.out)
-        _check_output("--out (its norms file)", Calibration.norms_path(self.out))
+        check_output("--out", self.out)
+        check_output("--out (its norms file)", Calibration.norms_path(self.out))
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,7 @@ class ReportRequest:
         if not self.results.is_file():
             state = "is a folder, not a records file" if self.results.is_dir() else "does not exist"
             raise SSNIUserError(f"results file {self.results} {state}")
-        _check_output("--out-dir", self.out_dir_path, folder=True)
+        check_output("--out-dir", self.out_dir_path, folder=True)
 
     @property
     def out_dir_path(self) -> Path:

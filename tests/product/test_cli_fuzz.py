@@ -96,6 +96,7 @@ def eval_cases() -> list[Case]:
         "--data-seed": [("-1", "--data-seed"), (str(2**32), "--data-seed"), ("5", "--data-seed.*ImageNet")],
         "--device": [("xpu", "--device"), ("cuda:x", "--device"), ("", "--device")],
         "--preset": [("cifar100", "unknown preset 'cifar100'"), ("", "unknown preset")],
+        "--attack-seeds": [("bogus", "--attack-seeds.*invalid choice"), ("", "--attack-seeds")],
     }  # fmt: skip
     if not torch.cuda.is_available():
         bad_values["--device"] += [("cuda", "--device cuda: CUDA is not available"), ("cuda:3", "--device cuda:3")]
@@ -144,6 +145,9 @@ def eval_cases() -> list[Case]:
         Case("eval-out-empty", (*EVAL, "--out", ""), r"--out \. is a folder"),
         Case("eval-overwrite-a-folder", (*EVAL, "--out", "r", "--overwrite"), "--out r is a folder", setup={"r": None}),
         Case("eval-help", ("eval", "--help"), None),
+        Case("eval-adversarial-folder-is-a-file", (*EVAL, "--out", "r.jsonl"),
+             r"--out \(its adversarial examples\) r\.jsonl\.adversarial is a file",
+             setup={"r.jsonl.adversarial": "x"}),
         Case("eval-out-unwritable", (*EVAL, "--out", "/proc/ssni-fuzz/r.jsonl"), "ssni-fuzz/r.jsonl"),
         # checkpoints
         Case("eval-ckpt-missing", ("eval", "--diffusion-checkpoint", "none.safetensors"), "none.safetensors"),
