@@ -135,9 +135,11 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
     if request.adversarial is not None:
         from ssni.eval.records import CLEAN, read_results
 
-        norms = [r["score_norm"] for r in read_results(request.adversarial).records if r["attack"] != CLEAN]
+        adv = [r for r in read_results(request.adversarial).records if r["attack"] != CLEAN]
+        norms = [r["score_norm"] for r in adv if r["score_norm"] is not None]  # constant t records none
         if not norms:
-            raise SSNIUserError(f"{request.adversarial} has no adversarial records")
+            what = "score norms (constant-t methods record none)" if adv else "records"
+            raise SSNIUserError(f"--adversarial {request.adversarial} has no adversarial {what}")
         adversarial = torch.tensor(norms, dtype=torch.float64)
     cal = calibrate(
         models.diffusion,

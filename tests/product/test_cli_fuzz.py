@@ -313,6 +313,9 @@ def calibrate_cases() -> list[Case]:
              outputs=("c.json", "c.json.norms.safetensors")),
         Case("calibrate-ok", (*CALIBRATE, "--num-samples", "2", "--out", "c.json"),
              outputs=("c.json", "c.json.norms.safetensors")),
+        Case("calibrate-adversarial-constant-only", (*CALIBRATE, "--num-samples", "2", "--out", "c.json",
+                                                     "--adversarial", "r.jsonl"),
+             "--adversarial r.jsonl has no adversarial score norms", setup={"r.jsonl": "@CONSTANT_RECORDS"}),
         Case("calibrate-ok-adversarial", (*CALIBRATE, "--num-samples", "2", "--out", "c.json", "--adversarial",
                                           "r.jsonl"), setup={"r.jsonl": "@RECORDS"},
              outputs=("c.json", "c.json.norms.safetensors")),
@@ -459,8 +462,11 @@ def inputs(tmp_path_factory) -> Path:
     _tensors(folder / "tensors")
     _image_folders(folder / "folders")
     _checkpoints(folder / "checkpoints")
-    assert main([*(a.replace(IN, str(folder)) for a in EVAL), "--out", str(folder / "records.jsonl")]) == 0
+    evaluate = [*(a.replace(IN, str(folder)) for a in EVAL), "--methods", "constant,ssni-n", "--surrogate-steps", "1"]
+    assert main([*evaluate, "--out", str(folder / "records.jsonl")]) == 0
     lines = (folder / "records.jsonl").read_text().splitlines()
+    constant = [line for line in lines if '"method":"ssni-n"' not in line]  # constant t records no score norm
+    (folder / "constant-records.jsonl").write_text("\n".join(constant) + "\n")
     clean = [line for line in lines if '"attack":"none"' in line or '"type":"header"' in line]
     (folder / "clean-records.jsonl").write_text("\n".join(clean) + "\n")
     (folder / "damaged.jsonl").write_text("\n".join([lines[0], lines[1][:40], *lines[2:]]) + "\n")
@@ -469,8 +475,9 @@ def inputs(tmp_path_factory) -> Path:
 
 
 # setup contents copied from the shared inputs (records files made once by the fixture)
-SETUP_FILES = {"@RECORDS": "records.jsonl", "@DAMAGED": "damaged.jsonl", "@CLEAN_RECORDS": "clean-records.jsonl",
-               "@HEADER_ONLY": "header-only.jsonl", "@NAN_TENSOR": "tensors/nan.pt"}  # fmt: skip
+SETUP_FILES = {"@RECORDS": "records.jsonl", "@CONSTANT_RECORDS": "constant-records.jsonl", "@DAMAGED": "damaged.jsonl",
+               "@CLEAN_RECORDS": "clean-records.jsonl", "@HEADER_ONLY": "header-only.jsonl",
+               "@NAN_TENSOR": "tensors/nan.pt"}  # fmt: skip
 
 
 def _setup(case: Case, folder: Path, inputs: Path) -> dict[str, bytes | None]:
