@@ -1,8 +1,10 @@
 """Clean reference statistics of the score norm (spec §3), a τ proposal and a τ sweep.
 
 A `Calibration` is saved as a JSON file (identity, protocol and statistics) with the clean norms beside it in a
-safetensors file of the same stem (`<path>.norms.safetensors`). Loading checks the identity: a calibration made
-for another model, T' (num_levels) or resolution raises `CalibrationMismatchError` (a ValueError).
+safetensors file of the same stem (`<path>.norms.safetensors`); both appear complete or not at all. Loading checks
+every field (a missing, unknown or ill-typed one raises `CalibrationFileError` naming the file and the field) and
+the identity: a calibration made for another model, T' (num_levels) or resolution raises
+`CalibrationMismatchError`. Both are user errors and ValueErrors.
 
 τ proposal (τ has no published value; the authors ablate it). SSNI-N maps e to t = sigmoid((e − μ)/τ)·(T + b):
 - with adversarial norms: τ = (μ_adv − μ)/logit(0.9), so the mean adversarial input gets 90% of the maximal t;
@@ -21,12 +23,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssni.errors import SSNIUserError
+from ssni.atomic_files import atomic_output
+from ssni.errors import SSNIUserError, one_line
 from ssni.models.interface import CallCounter
+from ssni.schedules import NUM_TRAIN_STEPS
 from ssni.score import eps_score_norm
-from ssni.validate import check_images
+from ssni.validate import MAX_SEED, check_images, check_int
 
-__all__ = ["Calibration", "CalibrationMismatchError", "calibrate", "propose_tau", "tau_sweep", "QUANTILES"]
+__all__ = [
+    "Calibration",
+    "CalibrationFileError",
+    "CalibrationMismatchError",
+    "calibrate",
+    "propose_tau",
+    "tau_sweep",
+    "QUANTILES",
+]
 
 FORMAT_VERSION = 1
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -36,6 +48,77 @@ TARGET_ADV_RATIO = 0.9
 
 class CalibrationMismatchError(SSNIUserError, ValueError):
     """A calibration is used with another model, T' or resolution than it was made for."""
+
+
+class CalibrationFileError(SSNIUserError, ValueError):
+    """A calibration file that cannot be used: unreadable, not JSON, or a field missing, unknown or ill-typed."""
+
+
+def _int_in(low: int, high: int | None = None):
+    """Whether a JSON value is an int in [low, high] (`ssni.validate.check_int`)."""
+
+    def valid(value) -> bool:
+        try:
+            check_int("value", value, low=low, high=high)
+        except ValueError:
+            return False
+        return True
+
+    return valid
+
+
+def _is_finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+#: Every field of a calibration file: (is the JSON value valid, what it must be).
+_FILE_FIELDS = {
+    "model_id": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "num_levels": (_int_in(1, NUM_TRAIN_STEPS), f"an int in [1, {NUM_TRAIN_STEPS}]"),
+    "resolution": (
+        lambda v: isinstance(v, list) and len(v) == 2 and all(map(_int_in(1), v)),
+        "[height, width] (two positive ints)",
+    ),
+    "seed": (_int_in(0, MAX_SEED), f"an int in [0, {MAX_SEED}]"),
+    "num_samples": (_int_in(2), "an int >= 2"),
+    "mean": (_is_finite, "a finite number"),
+    "std": (lambda v: _is_finite(v) and v >= 0, "a finite number >= 0"),
+    "min": (_is_finite, "a finite number"),
+    "max": (_is_finite, "a finite number"),
+    "quantiles": (
+        lambda v: isinstance(v, dict) and all(_is_finite(q) for q in v.values()),
+        "an object of finite numbers",
+    ),
+    "tau": (lambda v: _is_finite(v) and v > 0, "a positive finite number"),
+    "adv_mean": (lambda v: v is None or _is_finite(v), "null or a finite number"),
+    "schedule": (lambda v: isinstance(v, str), "a string"),
+    "version": (
+        _int_in(FORMAT_VERSION, FORMAT_VERSION),
+        f"{FORMAT_VERSION} (this ssni reads calibration format {FORMAT_VERSION})",
+    ),
+}
+_OPTIONAL_FIELDS = ("adv_mean", "schedule")
+
+
+def _file_fields(d, path: Path) -> dict:
+    """The constructor arguments of a calibration file's JSON content `d`, every field checked."""
+    if not isinstance(d, dict):
+        raise CalibrationFileError(
+            f"calibration file {path} is corrupt: expected a JSON object, got {type(d).__name__}"
+        )
+    unknown = sorted(set(d) - set(_FILE_FIELDS))
+    if unknown:
+        raise CalibrationFileError(f"calibration file {path}: unknown field(s) {', '.join(map(repr, unknown))}")
+    for name, (valid, what) in _FILE_FIELDS.items():
+        if name not in d:
+            if name in _OPTIONAL_FIELDS:
+                continue
+            raise CalibrationFileError(f"calibration file {path}: field {name!r} is missing")
+        if not valid(d[name]):
+            raise CalibrationFileError(f"calibration file {path}: field {name!r} must be {what}, got {d[name]!r}")
+    if not d["min"] <= d["mean"] <= d["max"]:
+        raise CalibrationFileError(f"calibration file {path}: fields 'min' <= 'mean' <= 'max' do not hold")
+    return {**d, "resolution": tuple(d["resolution"])}
 
 
 @dataclass
@@ -125,42 +208,75 @@ class Calibration:
         return d
 
     @staticmethod
-    def _norms_path(path: Path) -> Path:
+    def norms_path(path: str | Path) -> Path:
+        """The clean norms file beside the calibration file `path`: `<path>.norms.safetensors`."""
+        path = Path(path)
         return path.with_name(path.name + ".norms.safetensors")
 
     def save(self, path) -> Path:
-        """Write `path` (JSON) and, when norms are held, `<path>.norms.safetensors`. Returns the JSON path."""
+        """Write `path` (JSON) and, when norms are held, `<path>.norms.safetensors` (a stale one is removed
+        otherwise), each under a temporary name renamed at the end (the JSON last). Returns the JSON path."""
         from safetensors.torch import save_file
 
         path = Path(path)
         d = self._fields()
         d["resolution"] = list(self.resolution)
-        path.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
-        if self.norms is not None:
-            save_file({"norms": self.norms.contiguous()}, str(self._norms_path(path)))
+        norms_path = self.norms_path(path)
+        with atomic_output(path) as json_tmp:
+            json_tmp.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
+            if self.norms is None:
+                norms_path.unlink(missing_ok=True)
+            else:
+                with atomic_output(norms_path) as norms_tmp:
+                    save_file({"norms": self.norms.contiguous()}, str(norms_tmp))
         return path
 
     @classmethod
     def load(cls, path, *, model_id: str | None = None, num_levels: int | None = None, resolution=None) -> Calibration:
-        """Read a calibration; with model_id/num_levels/resolution given, refuse a mismatched one."""
+        """Read a calibration; with model_id/num_levels/resolution given, refuse a mismatched one.
+
+        FileNotFoundError for a missing file; CalibrationFileError (naming the file and the field) for a file that
+        is not a calibration; CalibrationMismatchError (naming the file) for one made for other settings."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"calibration file not found: {path}")
         try:
-            d = json.loads(path.read_text())
-            if d.get("version") != FORMAT_VERSION:
-                raise ValueError(f"unsupported calibration version {d.get('version')!r}")
-            d["resolution"] = tuple(d["resolution"])
-            cal = cls(**d)
-        except (json.JSONDecodeError, TypeError, KeyError) as err:
-            raise ValueError(f"corrupt calibration file {path}: {err}") from err
-        norms_path = cls._norms_path(path)
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise CalibrationFileError(f"cannot read calibration file {path} ({one_line(err)})") from None
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise CalibrationFileError(f"calibration file {path} is corrupt: not JSON ({err})") from None
+        cal = cls(**_file_fields(d, path))
+        norms_path = cls.norms_path(path)
         if norms_path.is_file():
-            from safetensors.torch import load_file
-
-            cal.norms = load_file(str(norms_path))["norms"]
-        cal.check(model_id=model_id, num_levels=num_levels, resolution=resolution)
+            cal.norms = _load_norms(norms_path, cal.num_samples)
+        try:
+            cal.check(model_id=model_id, num_levels=num_levels, resolution=resolution)
+        except CalibrationMismatchError as err:
+            raise CalibrationMismatchError(f"calibration {path}: {err}") from None
         return cal
+
+
+def _load_norms(path: Path, num_samples: int) -> torch.Tensor:
+    """The clean norms of a calibration's norms file: float64 [num_samples], finite."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        norms = load_file(str(path)).get("norms")
+    except (OSError, SafetensorError) as err:
+        raise CalibrationFileError(f"calibration norms file {path} is corrupt ({one_line(err)[:200]})") from None
+    if not isinstance(norms, torch.Tensor) or norms.shape != (num_samples,) or not norms.is_floating_point():
+        got = "no 'norms' tensor" if norms is None else f"{norms.dtype} {tuple(norms.shape)}"
+        raise CalibrationFileError(
+            f"calibration norms file {path}: expected 'norms' float [{num_samples}] (num_samples of the calibration "
+            f"file), got {got}"
+        )
+    if not torch.isfinite(norms).all():
+        raise CalibrationFileError(f"calibration norms file {path}: 'norms' holds NaN or Inf")
+    return norms.to(torch.float64)
 
 
 def propose_tau(norms: torch.Tensor, adv_norms: torch.Tensor | None = None) -> float:

@@ -15,24 +15,36 @@ import sys
 import time
 from pathlib import Path
 
-from ssni.errors import SSNIUserError
+from ssni.errors import SSNIUserError, one_line
 from ssni.eval.methods import METHOD_NAMES, Method
 from ssni.eval.presets import PRESETS
-from ssni.eval.requests import CalibrateRequest, EvalRequest, Overrides, PurifyRequest, Sources
+from ssni.eval.requests import CalibrateRequest, EvalRequest, Overrides, PurifyRequest, ReportRequest, Sources
 
-USER_ERRORS = (SSNIUserError,)  # with its subclasses CheckpointError and CalibrationMismatchError
+USER_ERRORS = (SSNIUserError,)  # with its subclasses CheckpointError, CalibrationFileError, CalibrationMismatchError
 EXIT_USER_ERROR = 2
 TRAIN_COMMANDS = ("train-diffusion", "train-classifier")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors (an unknown flag, a value of the wrong type) read like every other user error: one
+    line `ssni: error: …` on stderr, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"ssni: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
 def _csv(kind):
+    """A non-empty comma-separated list of `kind` (blank items are skipped, items are stripped)."""
+
     def parse(text: str):
+        items = [v.strip() for v in text.split(",") if v.strip()]
         try:
-            return tuple(kind(v) for v in text.split(",") if v.strip())
+            values = tuple(kind(v) for v in items)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a comma-separated list of {kind.__name__}, got {text!r}"
-            ) from None
+            values = ()
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+        return values
 
     return parse
 
@@ -63,7 +75,7 @@ def _add_network_batch(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ssni", description="Sample-specific Score-aware Noise Injection for diffusion-based purification."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
@@ -261,13 +273,10 @@ def _cmd_calibrate(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from ssni.eval.records import read_results
-    from ssni.eval.report import markdown_table, summarize, write_report
+    from ssni.eval.commands import report_files
+    from ssni.eval.report import markdown_table
 
-    log = read_results(args.results)
-    out_dir = args.out_dir or args.results.with_name(args.results.stem + "-report")
-    md = write_report(log, out_dir)
-    summary = summarize(log)
+    md, summary = report_files(ReportRequest(results=args.results, out_dir=args.out_dir))
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
     else:

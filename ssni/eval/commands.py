@@ -4,35 +4,44 @@ what the CLI prints; none reads argparse.
     prepare_eval(EvalRequest)          → (EvalConfig, ModelBackend, EvalData, device) for `ssni.eval.runner.run_eval`
     purify_images(PurifyRequest)       → (purified .pt, per-sample table)
     calibrate_files(CalibrateRequest)  → (calibration file, a summary text)
+    report_files(ReportRequest)        → (report.md beside its plots, the summary)
+
+Every input is loaded and checked before any output is written, and each command's outputs appear together, under
+their final names, only once all of them are written (`ssni.atomic_files`): a failed run leaves none behind.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from ssni.errors import SSNIUserError
+from ssni.atomic_files import atomic_output
+from ssni.errors import SSNIUserError, one_line
 from ssni.eval.backend import ModelBackend, recorded_t
 from ssni.eval.loading import load_calibration, load_calibration_images, load_eval_data, load_models, resolve_device
-from ssni.eval.presets import resolve_preset
-from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest
-from ssni.eval.runner import EvalConfig, EvalData
+from ssni.eval.presets import Preset, resolve_preset
+from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest, ReportRequest, Sources, check_output
+from ssni.eval.runner import EvalConfig, EvalData, adversarial_folder
 
-__all__ = ["prepare_eval", "purify_images", "calibrate_files"]
+__all__ = ["prepare_eval", "purify_images", "calibrate_files", "report_files"]
 
 
 def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalData, str]:
     """Everything `ssni eval` runs: the resolved configuration, the backend on the models, the evaluation data."""
     preset = resolve_preset(request.preset, request.overrides, smoke=request.smoke)
     src = request.sources
+    _check_methods(preset, preset.methods)
+    _require_paths(preset, src)
     device = resolve_device(src.device)
+    data = load_eval_data(preset, src.data, src.data_seed)
     models = load_models(preset, src, device)
     calibration = load_calibration(preset, src.calibration, models, preset.num_levels)
-    data = load_eval_data(preset, src.data, src.data_seed)
-    out = request.out or Path("ssni-results") / f"{preset.name}{'-smoke' if request.smoke else ''}.jsonl"
     identities = {
         "diffusion": models.diffusion_id,
         "classifier": models.classifier_id,
@@ -40,9 +49,10 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
         "calibration_mean": repr(calibration.mean),
         "data_seed": str(src.data_seed),
     }
+    check_output("--out (its adversarial examples)", adversarial_folder(request.out_path, ""), folder=True)
     config = EvalConfig(
         preset=preset,
-        out=Path(out),
+        out=request.out_path,
         identities=identities,
         overwrite=request.overwrite,
         progress=request.progress,
@@ -58,6 +68,8 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
 
     preset = resolve_preset(request.preset, request.overrides)
     src = request.sources
+    _check_methods(preset, (request.method,))
+    _require_paths(preset, src, data=request.images is None)
     device = resolve_device(src.device)
     if request.images is not None:
         images = load_images(request.images, channels=preset.channels, size=preset.image_size)
@@ -86,17 +98,26 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
         if labels is not None:
             row["label"] = int(labels[i])
         rows.append(row)
-    request.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(purified.cpu(), request.out)
     scores_path = request.scores_path
     if scores_path.suffix == ".json":
         payload = {"method": str(request.method), "kind": request.method.kind, "seed": request.seed, "samples": rows}
-        scores_path.write_text(json.dumps(payload, indent=1) + "\n")
+        table = json.dumps(payload, indent=1) + "\n"
     else:
-        with open(scores_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        table = buffer.getvalue()
+    with _writing("--out", request.out):
+        request.out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_output(request.out) as out_tmp:
+            # open() first: an unwritable folder is then an OSError, where torch.save(path) raises RuntimeError
+            with open(out_tmp, "wb") as f:
+                torch.save(purified.cpu(), f)
+            with _writing("--scores", scores_path):
+                scores_path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_output(scores_path) as scores_tmp:
+                    scores_tmp.write_text(table, encoding="utf-8", newline="")
     return request.out, scores_path
 
 
@@ -106,16 +127,19 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
 
     preset = resolve_preset(request.preset, request.overrides)
     src = request.sources
+    _require_paths(preset, src, classifier=False)
     device = resolve_device(src.device)
-    models = load_models(preset, src, device, classifier=False)
     images = load_calibration_images(preset, src.data, request.num_samples or preset.calibration_samples)
+    models = load_models(preset, src, device, classifier=False)
     adversarial = None
     if request.adversarial is not None:
         from ssni.eval.records import CLEAN, read_results
 
-        norms = [r["score_norm"] for r in read_results(request.adversarial).records if r["attack"] != CLEAN]
+        adv = [r for r in read_results(request.adversarial).records if r["attack"] != CLEAN]
+        norms = [r["score_norm"] for r in adv if r["score_norm"] is not None]  # constant t records none
         if not norms:
-            raise SSNIUserError(f"{request.adversarial} has no adversarial records")
+            what = "score norms (constant-t methods record none)" if adv else "records"
+            raise SSNIUserError(f"--adversarial {request.adversarial} has no adversarial {what}")
         adversarial = torch.tensor(norms, dtype=torch.float64)
     cal = calibrate(
         models.diffusion,
@@ -137,8 +161,9 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
         )
     if request.tau is not None:
         cal = cal.with_tau(request.tau)
-    request.out.parent.mkdir(parents=True, exist_ok=True)
-    path = cal.save(request.out)
+    with _writing("--out", request.out):
+        request.out.parent.mkdir(parents=True, exist_ok=True)
+        path = cal.save(request.out)
     sweep = ", ".join(f"{t:.4g}" for t in tau_sweep(cal))
     text = (
         f"clean score norms of {cal.num_samples} training images (T'={cal.num_levels}, seed {cal.seed}, model "
@@ -148,3 +173,43 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
         + f"\n  tau sweep: {sweep}"
     )
     return path, text
+
+
+def _check_methods(preset: Preset, methods) -> None:
+    """constant@t methods need a single-stage purifier (one t per sample)."""
+    swept = [str(m) for m in methods if m.t is not None]
+    stages = len(preset.purifier.stages)
+    if swept and stages != 1:
+        raise SSNIUserError(
+            f"{', '.join(swept)}: a constant-t method needs a single-stage purifier; preset {preset.name} has {stages}"
+        )
+
+
+def _require_paths(preset: Preset, sources: Sources, *, data: bool = True, classifier: bool = True) -> None:
+    """Every file the preset needs from the user (`Preset.needs_paths`) is given, before anything is loaded."""
+    skip = {"data"} if not data else set()
+    skip |= {"classifier_checkpoint"} if not classifier else set()
+    missing = [name for name in preset.needs_paths if name not in skip and getattr(sources, name) is None]
+    if missing:
+        flags = " ".join(f"--{name.replace('_', '-')}" for name in missing)
+        raise SSNIUserError(f"preset {preset.name} needs {flags} (nothing is downloaded)")
+
+
+def report_files(request: ReportRequest):
+    """`ssni report`: report.md and its plots in the output folder; returns (report.md, `Summary`)."""
+    from ssni.eval.records import read_results
+    from ssni.eval.report import summarize, write_report
+
+    log = read_results(request.results)
+    with _writing("--out-dir", request.out_dir_path):
+        md = write_report(log, request.out_dir_path)
+    return md, summarize(log)
+
+
+@contextmanager
+def _writing(flag: str, path: Path) -> Iterator[None]:
+    """An OSError while writing the output of `flag` (disk full, no permission) as a user error naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise SSNIUserError(f"{flag} {path}: cannot write ({one_line(e)})") from None

@@ -2,7 +2,11 @@
 
 Work is sharded by chunk of sample ids: chunk c belongs to rank c mod world_size. A chunk is the unit whose
 composition can matter (SSNI-L's min/max include the current batch), so every chunk is computed exactly as in a
-one-process run and the merged file equals a one-process run's records. Each rank appends to its own records file
+one-process run, and the merged file equals a one-process run's records byte for byte when both use the same
+number of intra-op threads. torchrun sets OMP_NUM_THREADS=1 unless it is given; a one-process run uses every core
+by default, and float reductions (the score norms) then differ in the last bits (~2e-7 relative). Every commit
+line records its `num_threads` (`ssni.eval.records`), so a comparison can tell; to reproduce a torchrun result in
+one process, run it with OMP_NUM_THREADS=1. Each rank appends to its own records file
 (`<out>.rank<r>-of-<w>.jsonl`, resumable like any records file); after a barrier, rank 0 merges them into `<out>`.
 Backend: nccl when CUDA is used, gloo otherwise. Without torchrun's environment this is a one-process world.
 """

@@ -117,10 +117,8 @@ def load_calibration(preset: Preset, path: Path | None, models: Models, num_leve
             raise SSNIUserError(f"preset {preset.name} needs --calibration (make one with `ssni calibrate`)")
     path = _existing(Path(path), "calibration file")
     size = (preset.image_size, preset.image_size)
-    try:
-        return Calibration.load(path, model_id=models.diffusion_id, num_levels=num_levels, resolution=size)
-    except ValueError as e:  # CalibrationMismatchError included
-        raise SSNIUserError(f"calibration {path}: {e}") from None
+    # a file that is not a calibration, or one made for other settings: user errors naming the file
+    return Calibration.load(path, model_id=models.diffusion_id, num_levels=num_levels, resolution=size)
 
 
 def build_purifier(spec: PurifierSpec, model: nn.Module) -> nn.Module:

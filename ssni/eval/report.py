@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssni.atomic_files import atomic_output, write_text_atomic
 from ssni.errors import SSNIUserError
 from ssni.eval import stats
 from ssni.eval.records import CLEAN, ResultsLog
@@ -430,7 +431,8 @@ def _yerr(values: list[Stat]) -> np.ndarray:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -444,6 +446,4 @@ def write_report(log: ResultsLog, out_dir: str | Path) -> Path:
     summary = summarize(log)
     text = f"# ssni evaluation: {summary.preset}\n\n" + markdown_table(summary) + "\n"
     text += "".join(f"![{p.stem}]({p.name})\n\n" for p in plots)
-    path = out_dir / "report.md"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(out_dir / "report.md", text)

@@ -2,21 +2,37 @@
 (as NVlabs/edm's train.py does), and the library never sees argparse.
 
 Every field is checked when the request is built, so a bad value is a one-line user error naming the flag before
-any model or data is loaded.
+any model or data is loaded, and every output path is checked before anything is computed: a file output must not
+be a folder, a folder output not a file, and its folder must exist or be creatable (its nearest existing ancestor a
+writable folder).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ssni.calibration import Calibration
 from ssni.errors import SSNIUserError
 from ssni.eval.methods import Method
+from ssni.schedules import NUM_TRAIN_STEPS
 from ssni.validate import MAX_SEED, check_int
 
-__all__ = ["Sources", "Overrides", "EvalRequest", "PurifyRequest", "CalibrateRequest", "ATTACK_SEEDS"]
+__all__ = [
+    "Sources",
+    "Overrides",
+    "EvalRequest",
+    "PurifyRequest",
+    "CalibrateRequest",
+    "ReportRequest",
+    "ATTACK_SEEDS",
+    "check_output",
+]
 
 ATTACK_SEEDS = ("shared", "per-seed")
+DEVICE_PATTERN = re.compile(r"cpu|auto|cuda(:\d+)?")
 
 
 def _int(flag: str, value, *, low: int | None = 1, high: int | None = None, optional: bool = True) -> None:
@@ -27,6 +43,26 @@ def _int(flag: str, value, *, low: int | None = 1, high: int | None = None, opti
         check_int(flag, value, low=low, high=high)
     except ValueError as e:
         raise SSNIUserError(str(e)) from None
+
+
+def check_output(flag: str, path: Path, *, folder: bool = False) -> Path:
+    """`path` can be written as the output of `flag`: a file (or, with `folder`, a folder) that is not the other
+    kind, under a folder that exists or can be made. Returns `path`."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise SSNIUserError(f"{flag} {path} is a file, not a folder")
+    if not folder and path.is_dir():
+        raise SSNIUserError(f"{flag} {path} is a folder; give a file name")
+    if not folder and path.exists() and not os.access(path, os.W_OK):
+        raise SSNIUserError(f"{flag} {path} is read-only")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise SSNIUserError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SSNIUserError(f"{flag} {path}: cannot write in the folder {ancestor} (permission denied)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -42,6 +78,8 @@ class Sources:
 
     def __post_init__(self) -> None:
         _int("--data-seed", self.data_seed, low=0, high=2**32 - 1, optional=False)
+        if not (isinstance(self.device, str) and DEVICE_PATTERN.fullmatch(self.device)):
+            raise SSNIUserError(f"--device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
 
 
 @dataclass(frozen=True)
@@ -62,13 +100,17 @@ class Overrides:
     attack_seeds: str | None = None  # "shared" (attack once, at the first seed) or "per-seed"
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "batch_size", "num_levels", "iterations", "eot", "surrogate_steps"):
+        for name in ("num_samples", "batch_size", "iterations", "eot", "surrogate_steps"):
             _int(f"--{name.replace('_', '-')}", getattr(self, name))
+        _int("--num-levels", self.num_levels, high=NUM_TRAIN_STEPS)
         if self.seeds is not None:
             if not self.seeds:
                 raise SSNIUserError("--seeds must name at least one seed")
             for s in self.seeds:
                 _int("--seeds: each seed", s, low=0, high=MAX_SEED, optional=False)
+            repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+            if repeated:
+                raise SSNIUserError(f"--seeds names {', '.join(map(str, repeated))} more than once")
         if self.methods is not None and not self.methods:
             raise SSNIUserError("--methods must name at least one method")
         if self.attacks is not None and not self.attacks:
@@ -98,6 +140,12 @@ class EvalRequest:
     def __post_init__(self) -> None:
         _int("--network-batch", self.network_batch)
         _check_tau(self.tau)
+        check_output("--out", self.out_path)
+
+    @property
+    def out_path(self) -> Path:
+        """The records file: --out, or ssni-results/<preset>[-smoke].jsonl."""
+        return self.out or Path("ssni-results") / f"{self.preset}{'-smoke' if self.smoke else ''}.jsonl"
 
 
 @dataclass(frozen=True)
@@ -123,6 +171,14 @@ class PurifyRequest:
         _int("--network-batch", self.network_batch)
         _int("--seed", self.seed, low=0, high=MAX_SEED, optional=False)
         _check_tau(self.tau)
+        if self.images is not None:
+            for flag, value in (("--num-samples", self.overrides.num_samples), ("--data", self.sources.data)):
+                if value is not None:
+                    raise SSNIUserError(
+                        f"{flag} picks the preset's images; it is not used with an input ({self.images})"
+                    )
+        check_output("--out", self.out)
+        check_output("--scores", self.scores_path)
 
     @property
     def scores_path(self) -> Path:
@@ -143,9 +199,31 @@ class CalibrateRequest:
     adversarial: Path | None = None  # a records file whose adversarial score norms inform τ
 
     def __post_init__(self) -> None:
-        _int("--num-samples", self.num_samples)
+        _int("--num-samples", self.num_samples, low=2)  # statistics need two norms at least
         _int("--seed", self.seed, low=0, high=MAX_SEED, optional=False)
         _check_tau(self.tau)
+        if self.sources.data_seed != 0:
+            raise SSNIUserError("--data-seed picks the ImageNet evaluation subset; calibrate does not use it")
+        check_output("--out", self.out)
+        check_output("--out (its norms file)", Calibration.norms_path(self.out))
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """`ssni report`: the Markdown table and plots of a records file."""
+
+    results: Path  # records file written by `ssni eval`
+    out_dir: Path | None = None  # None: <results>-report/
+
+    def __post_init__(self) -> None:
+        if not self.results.is_file():
+            state = "is a folder, not a records file" if self.results.is_dir() else "does not exist"
+            raise SSNIUserError(f"results file {self.results} {state}")
+        check_output("--out-dir", self.out_dir_path, folder=True)
+
+    @property
+    def out_dir_path(self) -> Path:
+        return self.out_dir or self.results.with_name(self.results.stem + "-report")
 
 
 def _check_tau(tau) -> None:

@@ -25,6 +25,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from ssni.atomic_files import atomic_output
 from ssni.eval.distributed import World
 from ssni.eval.methods import Method
 from ssni.eval.presets import AttackSpec, Preset
@@ -124,10 +125,8 @@ class AdversarialStore:
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = self._path(key)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({"x_adv": x_adv.detach().cpu().contiguous(), "sample_ids": sample_ids.cpu().contiguous()}, tmp)
-        tmp.replace(path)
+        with atomic_output(self._path(key)) as tmp:
+            save_file({"x_adv": x_adv.detach().cpu().contiguous(), "sample_ids": sample_ids.cpu().contiguous()}, tmp)
 
     def load(self, key: GroupKey, sample_ids: Tensor) -> Tensor | None:
         """The stored x_adv of `key` (None when there is none); its sample ids must be `sample_ids`."""

@@ -87,7 +87,9 @@ def test_missing_checkpoints(tiny, capsys):
     code, err = _run(["eval", "--diffusion-checkpoint", str(tiny["dir"] / "nope.safetensors")], capsys)
     assert code == EXIT_USER_ERROR and "diffusion checkpoint" in err and "does not exist" in err
     code, err = _run(["eval", "--preset", "cifar10-diffpure"], capsys)
-    assert code == EXIT_USER_ERROR and "needs --diffusion-checkpoint" in err
+    assert code == EXIT_USER_ERROR and "needs --data --diffusion-checkpoint --classifier-checkpoint" in err
+    code, err = _run(["calibrate", "--preset", "cifar10-diffpure", "--data", "d", "--out", "c.json"], capsys)
+    assert code == EXIT_USER_ERROR and "needs --diffusion-checkpoint (nothing is downloaded)" in err
     corrupt = tiny["dir"] / "corrupt.safetensors"
     corrupt.write_bytes(b"\x00" * 64)
     code, err = _run(["eval", "--diffusion-checkpoint", str(corrupt)], capsys)
@@ -148,3 +150,15 @@ def test_help_everywhere(capsys):
             main(argv)
         assert exc.value.code == 0
         assert "usage: ssni" in capsys.readouterr().out
+
+
+def test_a_bug_is_not_reported_as_a_user_error(monkeypatch, tmp_path):
+    """Only SSNIUserError and its kin become `ssni: error:`; a ValueError from inside is a bug and propagates."""
+    import ssni.cli as cli
+
+    def broken(args):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "report", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["report", str(tmp_path / "r.jsonl")])

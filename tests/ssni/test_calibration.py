@@ -66,3 +66,66 @@ def test_calibrate_tensor_and_loader_agree(tiny_eps, images):
     assert cal2.mean == pytest.approx(cal.mean, rel=1e-5)
     with pytest.raises(ValueError, match="empty"):
         calibrate(model, [], model_id="tiny", num_levels=3)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[]", "corrupt: expected a JSON object, got list"),
+        ({"tau": "abc"}, "field 'tau' must be a positive finite number, got 'abc'"),
+        ({"tau": float("nan")}, "field 'tau'"),
+        ({"num_levels": "5"}, "field 'num_levels'"),
+        ({"resolution": [6]}, "field 'resolution'"),
+        ({"quantiles": None}, "field 'quantiles'"),
+        ({"extra": 1}, "unknown field"),
+        ({"max": 0.0}, "'min' <= 'mean' <= 'max'"),
+    ],
+)
+def test_load_checks_every_field_naming_file_and_field(tmp_path, content, message):
+    from ssni.calibration import CalibrationFileError
+    from ssni.errors import SSNIUserError
+
+    path = tmp_path / "cal.json"
+    if isinstance(content, dict):
+        fields = json.loads(_cal().save(path).read_text())
+        Calibration.norms_path(path).unlink()
+        content = json.dumps({**fields, **content})
+    path.write_text(content)
+    with pytest.raises(CalibrationFileError) as err:
+        Calibration.load(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+    assert isinstance(err.value, SSNIUserError) and isinstance(err.value, ValueError)
+
+
+def test_missing_field_and_bad_norms_file(tmp_path):
+    from ssni.calibration import CalibrationFileError
+
+    path = _cal().save(tmp_path / "cal.json")
+    Calibration.norms_path(path).write_bytes(b"not safetensors")
+    with pytest.raises(CalibrationFileError, match=r"cal\.json\.norms\.safetensors is corrupt"):
+        Calibration.load(path)
+    fields = json.loads(path.read_text())
+    del fields["tau"]
+    path.write_text(json.dumps(fields))
+    with pytest.raises(CalibrationFileError, match="field 'tau' is missing"):
+        Calibration.load(path)
+
+
+def test_save_is_all_or_nothing(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    path = _cal().save(tmp_path / "cal.json")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        _cal().with_tau(7.0).save(path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file, nothing replaced
+    monkeypatch.undo()
+    without_norms = Calibration.load(path)
+    without_norms.norms = None
+    without_norms.save(path)
+    assert not Calibration.norms_path(path).exists()  # a stale norms file is not left beside the new JSON

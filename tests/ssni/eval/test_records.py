@@ -83,10 +83,48 @@ def test_other_config_is_refused_unless_overwrite(tmp_path):
 
 
 def test_torn_header_starts_over(tmp_path):
+    header = RecordWriter(tmp_path / "whole.jsonl", CONFIG).path.read_bytes()
     path = tmp_path / "r.jsonl"
-    path.write_text('{"type": "hea')
+    path.write_bytes(header[: len(header) // 2])  # an earlier ssni killed while writing its header
     w = RecordWriter(path, CONFIG)
     assert w.done == set() and read_results(path).header["config_hash"] == config_hash(CONFIG)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"a": 1}', '{"a": 1}\n', "[]\n", "plain text\nsecond line\n", '{"type": "hea', "\x00\xff"],
+    ids=["json-no-newline", "json", "list", "text", "other-torn-header", "binary"],
+)
+def test_a_file_that_is_not_ours_is_never_touched(tmp_path, content):
+    path = tmp_path / "r.jsonl"
+    path.write_text(content, encoding="latin-1")
+    with pytest.raises(SSNIUserError, match="not an ssni results file.*--overwrite"):
+        RecordWriter(path, CONFIG)
+    assert path.read_text(encoding="latin-1") == content
+    assert RecordWriter(path, CONFIG, overwrite=True).done == set()
+    assert read_results(path).header["config_hash"] == config_hash(CONFIG)
+
+
+def test_damage_before_the_tail_is_refused_not_truncated(tmp_path):
+    path = tmp_path / "r.jsonl"
+    _write_two(path)
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b'{"type": "record", "garbled'  # a record of the first group, with committed groups after it
+    path.write_bytes(b"\n".join(lines))
+    before = path.read_bytes()
+    with pytest.raises(SSNIUserError, match="damaged at line 3"):
+        read_results(path)
+    with pytest.raises(SSNIUserError, match="damaged at line 3.*--overwrite"):
+        RecordWriter(path, CONFIG)
+    assert path.read_bytes() == before
+
+
+def test_commits_carry_the_thread_count(tmp_path):
+    import torch
+
+    path = tmp_path / "r.jsonl"
+    _write_two(path)
+    assert {c["num_threads"] for c in read_results(path).commits} == {torch.get_num_threads()}
 
 
 def test_not_a_results_file(tmp_path):

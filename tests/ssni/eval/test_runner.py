@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from eval_fakes import FAKE_PRESET, FakeBackend, fake_data
 
 from ssni.errors import SSNIUserError
@@ -20,6 +21,8 @@ from ssni.eval.runner import EvalConfig, run_eval
 
 SCRIPT = Path(__file__).with_name("eval_fakes.py")
 ROOT = Path(__file__).resolve().parents[3]
+# Records agree bitwise only at one thread count (each commit records it): subprocesses use this process's.
+SAME_THREADS = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
 def _run(out: Path, **kw):
@@ -118,7 +121,7 @@ def test_sigkill_and_resume_equals_uninterrupted(tmp_path):
     reference = tmp_path / "reference.jsonl"
     _run(reference)
     out = tmp_path / "killed.jsonl"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **SAME_THREADS}
     cmd = [sys.executable, str(SCRIPT), str(out), "--sleep", "0.01"]
     for attempt in range(2):  # kill at two different moments, resuming each time
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -153,10 +156,11 @@ def test_two_process_torchrun_merges_to_the_one_process_result(tmp_path):
         str(SCRIPT),
         str(out),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **SAME_THREADS}  # torchrun would set OMP_NUM_THREADS=1 itself
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_bytes() == reference.read_bytes()
+    assert {c["num_threads"] for c in read_results(out).commits} == {torch.get_num_threads()}
     shards = sorted(p.name for p in tmp_path.glob("dist.rank*"))
     assert shards == ["dist.rank0-of-2.jsonl", "dist.rank1-of-2.jsonl"]
     chunks = {r["chunk"] % 2 for r in read_results(tmp_path / shards[1]).records}
