@@ -128,7 +128,9 @@ class Calibration:
     model_id: a string naming the score network (checkpoint name or hash); num_levels: T'; resolution: (H, W);
     seed: the EPS seed; num_samples: size of the reference set; mean/std/min/max/quantiles: of the clean norms;
     tau: the proposed SSNI-N temperature; adv_mean: mean adversarial norm used for τ (None: clean only);
-    norms: the clean norms (float64 [N]) or None.
+    source: where the clean images came from (`ssni.data.datasets.calibration_images`; None: not recorded), so
+    that a calibration sharing images with the evaluated subset can be refused; norms: the clean norms
+    (float64 [N]) or None.
     """
 
     model_id: str
@@ -143,6 +145,7 @@ class Calibration:
     quantiles: dict[str, float]
     tau: float
     adv_mean: float | None = None
+    source: dict | None = None
     schedule: str = SCHEDULE
     version: int = FORMAT_VERSION
     norms: torch.Tensor | None = field(default=None, repr=False, compare=False)

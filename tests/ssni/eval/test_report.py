@@ -73,6 +73,17 @@ def test_markdown_table(results):
     assert sum(line.startswith("| ssni-") for line in lines) == 2
     assert " [" in lines[2] and "seeds 121, 122" in table and "Mean EPS score norm: clean" in table
     assert "ssni-n − constant (paired, percentage points): clean" in table and "AUROC of e(x)" in table
+    assert "Attack pgd-l2: L2 eps 0.5, 2 iterations, EOT 1, normalised-gradient step 0.2 (L2 length)." in lines
+
+
+def test_attack_specs_of_older_headers_say_what_ran():
+    """Records written before l2_step/bpda_schedule existed ran the normalised L2 step and the defence schedule."""
+    from ssni.eval.presets import AttackSpec
+
+    old = {"name": "pgd-l2", "norm": "L2", "eps": 0.5, "step_size": 0.007, "iterations": 200, "eot": 20}
+    assert AttackSpec.from_record(old).l2_step == "normalized"
+    bpda = {**old, "name": "bpda-linf", "norm": "Linf", "kind": "bpda"}
+    assert AttackSpec.from_record(bpda).bpda_schedule == "defence"
 
 
 def test_report_command_writes_table_and_plots(results, tmp_path, capsys):
