@@ -92,12 +92,16 @@ _FILE_FIELDS = {
     "tau": (lambda v: _is_finite(v) and v > 0, "a positive finite number"),
     "adv_mean": (lambda v: v is None or _is_finite(v), "null or a finite number"),
     "schedule": (lambda v: isinstance(v, str), "a string"),
+    "source": (
+        lambda v: v is None or (isinstance(v, dict) and {"dataset", "split", "num_files", "num_samples"} <= set(v)),
+        "null or an object with dataset, split, num_files and num_samples (see ssni calibrate)",
+    ),
     "version": (
         _int_in(FORMAT_VERSION, FORMAT_VERSION),
         f"{FORMAT_VERSION} (this ssni reads calibration format {FORMAT_VERSION})",
     ),
 }
-_OPTIONAL_FIELDS = ("adv_mean", "schedule")
+_OPTIONAL_FIELDS = ("adv_mean", "schedule", "source")
 
 
 def _file_fields(d, path: Path) -> dict:

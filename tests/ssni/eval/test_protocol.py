@@ -112,14 +112,13 @@ def test_backend_gives_each_method_its_schedule_and_the_attacks_their_choices(ti
 
     import ssni.eval.attacks
 
-    monkeypatch.setattr(ssni.eval.attacks, "pgd_eot", fake)
-    monkeypatch.setattr(ssni.eval.attacks, "bpda_eot", fake)
+    monkeypatch.setattr(ssni.eval.attacks, "pgd_eot", fake)  # BPDA is PGD with straight-through gradients
     y, ids = torch.zeros(4, dtype=torch.int64), torch.arange(4)
     backend.attack(Method("ssni-l"), _attack(backend.preset, "pgd-l2"), x, y, seed=1, sample_ids=ids)
     assert seen["l2_step"] == "sign" and seen["model"].ssni.linear_batch == 2  # the attack's min/max groups
     seen.clear()
     backend.attack(Method("constant"), _attack(backend.preset, "bpda-linf"), x, y, seed=1, sample_ids=ids)
-    assert seen["model"].bpda_schedule == "surrogate" and "l2_step" not in seen
+    assert seen["model"].bpda_schedule == "surrogate" and seen["model"].gradient == "bpda" and "l2_step" not in seen
 
 
 def test_backend_votes_rescore_like_the_vote_defence(tiny_eps):

@@ -73,6 +73,11 @@ def test_markdown_table(results):
     assert sum(line.startswith("| ssni-") for line in lines) == 2
     assert " [" in lines[2] and "seeds 121, 122" in table and "Mean EPS score norm: clean" in table
     assert "ssni-n − constant (paired, percentage points): clean" in table and "AUROC of e(x)" in table
+
+
+def test_markdown_names_the_attack_forms(results):
+    """The report says which L2 step form (and BPDA schedule) ran, from the records header."""
+    lines = markdown_table(summarize(read_results(results))).splitlines()
     assert "Attack pgd-l2: L2 eps 0.5, 2 iterations, EOT 1, normalised-gradient step 0.2 (L2 length)." in lines
 
 
