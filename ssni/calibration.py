@@ -92,12 +92,16 @@ _FILE_FIELDS = {
     "tau": (lambda v: _is_finite(v) and v > 0, "a positive finite number"),
     "adv_mean": (lambda v: v is None or _is_finite(v), "null or a finite number"),
     "schedule": (lambda v: isinstance(v, str), "a string"),
+    "source": (
+        lambda v: v is None or (isinstance(v, dict) and {"dataset", "split", "num_files", "num_samples"} <= set(v)),
+        "null or an object with dataset, split, num_files and num_samples (see ssni calibrate)",
+    ),
     "version": (
         _int_in(FORMAT_VERSION, FORMAT_VERSION),
         f"{FORMAT_VERSION} (this ssni reads calibration format {FORMAT_VERSION})",
     ),
 }
-_OPTIONAL_FIELDS = ("adv_mean", "schedule")
+_OPTIONAL_FIELDS = ("adv_mean", "schedule", "source")
 
 
 def _file_fields(d, path: Path) -> dict:
@@ -128,7 +132,9 @@ class Calibration:
     model_id: a string naming the score network (checkpoint name or hash); num_levels: T'; resolution: (H, W);
     seed: the EPS seed; num_samples: size of the reference set; mean/std/min/max/quantiles: of the clean norms;
     tau: the proposed SSNI-N temperature; adv_mean: mean adversarial norm used for τ (None: clean only);
-    norms: the clean norms (float64 [N]) or None.
+    source: where the clean images came from (`ssni.data.datasets.calibration_images`; None: not recorded), so
+    that a calibration sharing images with the evaluated subset can be refused; norms: the clean norms
+    (float64 [N]) or None.
     """
 
     model_id: str
@@ -143,6 +149,7 @@ class Calibration:
     quantiles: dict[str, float]
     tau: float
     adv_mean: float | None = None
+    source: dict | None = None
     schedule: str = SCHEDULE
     version: int = FORMAT_VERSION
     norms: torch.Tensor | None = field(default=None, repr=False, compare=False)

@@ -49,13 +49,21 @@ def _csv(kind):
     return parse
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+EVAL_DATA_HELP = "dataset folder (CIFAR-10 python batches; ImageNet val class folders)"
+CALIBRATION_DATA_HELP = (
+    "training images: the CIFAR-10 python batches folder (its training batches are read), or ImageNet TRAIN class "
+    "folders (ILSVRC train; a horizontal flip is applied as the reference does). A calibration drawn from the "
+    "folder you evaluate on is refused when its images overlap the evaluation subset"
+)
+
+
+def _add_model_args(p: argparse.ArgumentParser, data_help: str = EVAL_DATA_HELP) -> None:
     p.add_argument("--preset", default="mnist", help=f"one of: {', '.join(PRESETS)} (default: mnist)")
     p.add_argument(
         "--diffusion-checkpoint", type=Path, help="diffusion model file (default: the preset's embedded one)"
     )
     p.add_argument("--classifier-checkpoint", type=Path, help="classifier file (default: the preset's embedded one)")
-    p.add_argument("--data", type=Path, help="dataset folder (CIFAR-10 python batches; ImageNet val class folders)")
+    p.add_argument("--data", type=Path, help=data_help)
     p.add_argument("--calibration", type=Path, help="calibration file from `ssni calibrate` (default: embedded)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--batch-size", type=int, help="images per chunk (default: the preset's)")
@@ -63,6 +71,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tau", type=float, help="SSNI-N temperature (default: the calibration's proposed τ)")
     p.add_argument("--t-star", type=int, help="constant t* of the baseline (single-stage hosts; default: the preset's)")
     p.add_argument("--data-seed", type=int, default=0, help="ImageNet subset seed (spec §8; default 0)")
+
+
+def _add_linear_batch_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--linear-batch-eval",
+        type=int,
+        help="SSNI-L: e_min/e_max over the reference set and groups of this many consecutive samples while "
+        "evaluating (default: the preset's; the reference evaluates in batches of 32)",
+    )
 
 
 def _add_network_batch(p: argparse.ArgumentParser) -> None:
@@ -99,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
         "examples under every seed; per-seed: attack anew for every seed",
     )
     p.add_argument("--save-adversarial", action="store_true", help="keep the adversarial examples beside the records")
+    p.add_argument(
+        "--l2-step",
+        choices=("sign", "normalized"),
+        help="L2 PGD step: sign (the reference's: sign(g)·0.007, then projection onto the ball; the paper presets' "
+        "default) or normalized (g/‖g‖, at the sign step's L2 length)",
+    )
+    p.add_argument(
+        "--bpda-schedule",
+        choices=("defence", "surrogate"),
+        help="what BPDA's forward pass purifies with: the defence's schedule (Lee & Kim) or the attack surrogate's "
+        "(the SSNI reference code); default: the preset's",
+    )
+    p.add_argument(
+        "--linear-batch-attack",
+        type=int,
+        help="SSNI-L: e_min/e_max over the reference set and groups of this many consecutive samples while "
+        "attacking (default: the preset's; the reference attacks CIFAR-10 in batches of 16, ImageNet in 1s)",
+    )
+    _add_linear_batch_eval(p)
+    p.add_argument(
+        "--vote-scores",
+        choices=("shared", "per-vote"),
+        help="with votes (GNS, GDMP): SSNI's score norm once per input, or again for every vote (the reference)",
+    )
     p.add_argument("--smoke", action="store_true", help="a tiny configuration that finishes in about a minute (CI)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing records file instead of resuming")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -115,10 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="ssni-n", help=f"{', '.join(METHOD_NAMES)} or constant@<t> (default ssni-n)")
     p.add_argument("--seed", type=int, default=121)
     p.add_argument("--num-samples", type=int, help="with no input: how many images of the preset's subset")
+    _add_linear_batch_eval(p)
     _add_network_batch(p)
 
     p = sub.add_parser("calibrate", help="clean score-norm statistics and a proposed τ (spec §3)")
-    _add_model_args(p)
+    _add_model_args(p, CALIBRATION_DATA_HELP)
     p.add_argument("--out", type=Path, required=True, help="calibration file to write (.json)")
     p.add_argument("--num-samples", type=int, help="clean training images (default: the preset's, 5000 on CIFAR-10)")
     p.add_argument("--seed", type=int, default=121)
@@ -162,6 +204,11 @@ def _overrides(args) -> Overrides:
         surrogate_steps=get("surrogate_steps"),
         t_star=get("t_star"),
         attack_seeds=get("attack_seeds"),
+        l2_step=get("l2_step"),
+        bpda_schedule=get("bpda_schedule"),
+        linear_batch_attack=get("linear_batch_attack"),
+        linear_batch_eval=get("linear_batch_eval"),
+        scores_per_vote=None if get("vote_scores") is None else get("vote_scores") == "per-vote",
     )
 
 
@@ -241,14 +288,14 @@ def _cmd_eval(args) -> int:
 
 def _print_plan(config, data, device: str) -> None:
     p = config.preset
-    attacks = ", ".join(f"{a.name} (eps {a.eps:.4g}, {a.iterations} it, EOT {a.eot})" for a in p.attacks) or "none"
+    attacks = "".join(f"\n    {a.describe()}" for a in p.attacks) or " none"
     stages = "+".join(str(t) for t, _ in p.purifier.stages)
     surrogate = "+".join(str(n) for _, n in p.purifier.surrogate_stages)
     print(
         f"ssni eval {p.name}: {data.labels.shape[0]} images, seeds {','.join(map(str, p.seeds))}, "
         f"methods {','.join(map(str, p.methods))}, device {device}\n"
         f"  purifier {p.purifier.host} t*={stages}, surrogate steps {surrogate}, EPS levels {p.num_levels}\n"
-        f"  attacks: {attacks}",
+        f"  attacks:{attacks}",
         file=sys.stderr,
     )
     if p.demo_note:

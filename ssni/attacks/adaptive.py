@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ssni.attacks.adapters import GradientMode, check_gradient_mode, purified_surrogate
+from ssni.attacks.adapters import GradientMode, check_bpda_schedule, check_gradient_mode, purified_surrogate
 from ssni.attacks.defended import STREAM_SCORE, SurrogateFn, derive_seed
 
 __all__ = ["AdaptiveSSNI"]
@@ -34,6 +34,7 @@ class AdaptiveSSNI:
       num_steps=None)`; images in [0, 1].
     num_steps: surrogate step count for gradients (None: the purifier's default).
     gradient: "full" (through `purify_grad`) or "bpda" (straight-through around `purify(x, t=t)`).
+    bpda_schedule: what the BPDA forward purifies with, "defence" or "surrogate" (`adapters.BPDA_SCHEDULES`).
     predict: as `PurifiedClassifier.predict` (e.g. GNS's vote around SSNI); default classifier(ssni.purify(x)).
     """
 
@@ -43,9 +44,11 @@ class AdaptiveSSNI:
     num_steps: int | None = None
     gradient: GradientMode = "full"
     predict: Callable[..., Tensor] | None = None
+    bpda_schedule: str = "defence"
 
     def __post_init__(self) -> None:
         check_gradient_mode(self.gradient)
+        check_bpda_schedule(self.bpda_schedule)
 
     def logits(self, x: Tensor, *, sample_ids: Tensor) -> Tensor:
         with torch.no_grad():
@@ -66,6 +69,7 @@ class AdaptiveSSNI:
             sample_ids=sample_ids,
             num_steps=self.num_steps,
             gradient=self.gradient,
+            bpda_schedule=self.bpda_schedule,
         )
 
     def with_gradient(self, gradient: GradientMode) -> AdaptiveSSNI:

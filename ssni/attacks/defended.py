@@ -18,7 +18,9 @@ adapter holds one base `seed` (the evaluation seed, e.g. 121) and derives every 
 - the adaptive SSNI score norm of iteration k uses `derive_seed(seed, STREAM_SCORE, k)`;
 - attack random starts use `derive_seed(seed, STREAM_RANDOM_START, restart)`, and Square's random squares
   `derive_seed(seed, STREAM_SQUARE, 0)`, each keyed on the attack's own seed (AutoAttack "standard" gives its
-  components the seeds `derive_seed(seed, STREAM_AUTOATTACK_STANDARD, component)`).
+  components the seeds `derive_seed(seed, STREAM_AUTOATTACK_STANDARD, component)`);
+- a GNS vote run that recomputes its score norm (`ssni.purify.gns.vote_score_seed`) uses
+  `derive_seed(seed, STREAM_VOTE_SCORE, draw)`.
 
 Gradient-free queries (FAB's and Square's predictions, APGD-T's and FAB-T's target ranking) are one no-grad
 forward of the surrogate with draw = iteration (`surrogate_logits`), the noise of a one-draw EOT iteration.
@@ -43,6 +45,7 @@ __all__ = [
     "STREAM_RANDOM_START",
     "STREAM_SCORE",
     "STREAM_SQUARE",
+    "STREAM_VOTE_SCORE",
     "DefendedModel",
     "EotGradient",
     "SurrogateFn",
@@ -56,6 +59,7 @@ STREAM_SCORE = 2
 STREAM_RANDOM_START = 3
 STREAM_SQUARE = 4
 STREAM_AUTOATTACK_STANDARD = 5
+STREAM_VOTE_SCORE = 6
 
 _MASK64 = (1 << 64) - 1
 

@@ -3,9 +3,13 @@
 - mnist: the embedded test split, RandomState(0).choice(10000, n); calibration from the embedded train split.
 - cifar10: the user's test batch, RandomState(0).choice(10000, 512)[:n]; calibration from the training batches.
 - imagenet: the user's val class folders, RandomState(data_seed).choice(50000, 128)[:n]; calibration from the
-  class folders given for it.
+  TRAIN class folders given for it (ILSVRC train, as the reference), each image flipped left-right with
+  probability 1/2 (`imagenet.random_horizontal_flip`).
 
-Calibration draws RandomState(0).choice(n_train, n, replace=False) (`subsets.calibration_subset`).
+Calibration draws RandomState(0).choice(n_train, n, replace=False) (`subsets.calibration_subset`) and returns
+where its images came from, so that `calibration_overlap` can refuse a calibration whose images are in the
+evaluated subset: drawing both from one ImageNet folder with data seed 0 puts the 128 evaluation images first
+among the 5,000 (`choice(50000, 5000)[:128] == choice(50000, 128)`).
 
 A request the data cannot meet is a user error naming the flag: more images (`--num-samples`) than the split
 holds, `--data` for the embedded MNIST, `--data-seed` for a dataset whose subset does not depend on it.
@@ -20,7 +24,7 @@ import torch
 from ssni.data import subsets
 from ssni.errors import SSNIUserError
 
-__all__ = ["DATASETS", "evaluation_subset", "calibration_images"]
+__all__ = ["DATASETS", "evaluation_subset", "calibration_images", "calibration_overlap"]
 
 DATASETS = ("mnist", "cifar10", "imagenet")
 _FOLDER = {"cifar10": "the CIFAR-10 python batches folder", "imagenet": "ImageNet class folders"}
@@ -87,27 +91,48 @@ def evaluation_subset(
     return images.contiguous(), labels, torch.as_tensor(index, dtype=torch.int64)
 
 
-def calibration_images(dataset: str, num_samples: int, root: Path | None, *, image_size: int) -> torch.Tensor:
-    """Clean TRAINING images of spec §3: RandomState(0).choice(n_train, num_samples, replace=False)."""
+def calibration_images(
+    dataset: str, num_samples: int, root: Path | None, *, image_size: int
+) -> tuple[torch.Tensor, dict]:
+    """Clean TRAINING images of spec §3, RandomState(0).choice(n_train, num_samples, replace=False), and their
+    source: {"dataset", "split" ("train" for MNIST/CIFAR-10, "folder" for ImageNet class folders), "folder" (the
+    resolved ImageNet folder, else None), "num_files", "num_samples", "flip"}."""
+    source = {"dataset": dataset, "split": "train", "folder": None, "num_samples": num_samples, "flip": False}
     if dataset == "mnist":
         from ssni.data.mnist import MNIST_SPLIT_SIZES, load_mnist
 
         _no_root(root)
         _check_size(num_samples, MNIST_SPLIT_SIZES["train"], "MNIST training images")
         train = load_mnist("train", size=image_size)
-        return train.images[torch.as_tensor(subsets.calibration_subset(len(train), num_samples))]
+        images = train.images[torch.as_tensor(subsets.calibration_subset(len(train), num_samples))]
+        return images, {**source, "num_files": len(train)}
     if dataset == "cifar10":
         from ssni.data.cifar10 import load_cifar10
 
         x, _ = load_cifar10(_root(dataset, root, "--data", "calibrating this preset"), "train")
         _check_size(num_samples, x.shape[0], "CIFAR-10 training images")
-        return x[torch.as_tensor(subsets.calibration_subset(x.shape[0], num_samples))]
+        images = x[torch.as_tensor(subsets.calibration_subset(x.shape[0], num_samples))]
+        return images, {**source, "num_files": x.shape[0]}
     if dataset == "imagenet":
-        from ssni.data.imagenet import list_imagenet_val, load_imagenet_subset
+        from ssni.data.imagenet import list_imagenet_val, load_imagenet_subset, random_horizontal_flip
 
         root = _root(dataset, root, "--data", "calibrating this preset")
-        population = len(list_imagenet_val(root))
-        _check_size(num_samples, population, f"images in {root}")
-        index = subsets.calibration_subset(population, num_samples)
-        return load_imagenet_subset(root, index)[0]
+        items = list_imagenet_val(root)
+        _check_size(num_samples, len(items), f"images in {root}")
+        index = subsets.calibration_subset(len(items), num_samples)
+        images = random_horizontal_flip(load_imagenet_subset(root, index, items)[0], subsets.CALIBRATION_SEED)
+        folder = str(Path(root).resolve())
+        return images, {**source, "split": "folder", "folder": folder, "num_files": len(items), "flip": True}
     raise SSNIUserError(f"unknown dataset {dataset!r}; known: {', '.join(DATASETS)}")
+
+
+def calibration_overlap(source: dict | None, dataset: str, root: Path | None, eval_indices) -> int:
+    """How many evaluation images (dataset indices `eval_indices` of the evaluation folder `root`) a calibration
+    with this `source` also used: nonzero only when both read the same ImageNet class folder (MNIST and CIFAR-10
+    calibrate on the training split and evaluate on the test split). 0 for a source of None (not recorded)."""
+    if source is None or source.get("dataset") != dataset or source.get("split") != "folder" or root is None:
+        return 0
+    if source.get("folder") != str(Path(root).resolve()):
+        return 0
+    used = set(subsets.calibration_subset(int(source["num_files"]), int(source["num_samples"])).tolist())
+    return len(used.intersection(int(i) for i in eval_indices))

@@ -1,9 +1,14 @@
-"""ImageNet validation images from the user's class-folder tree (`val/<wnid>/*.JPEG`), nothing downloaded.
+"""ImageNet images from the user's class-folder trees (`val/<wnid>/*.JPEG`, `train/<wnid>/*.JPEG`), nothing
+downloaded.
 
 Labels are the positions of the class folders in sorted order (the torchvision ImageFolder convention, which
 matches the 1000-class index of torchvision's ResNet-50 when the folders are the wnids). The file list is sorted
-by (class, file name), and the protocol subset `RandomState(data_seed).choice(50000, 128)` indexes into it.
-Preprocessing (spec §8): Resize 256 (shorter side, bilinear) → CenterCrop 224 → float32 [3, 224, 224] in [0, 1].
+by (class, file name), and the protocol subsets (`RandomState(data_seed).choice(50000, 128)` for evaluation,
+`RandomState(0).choice(n_train, 5000)` for calibration) index into it.
+Preprocessing (spec §8), torchvision's `Resize(256)` → `CenterCrop(224)` → `ToTensor()` exactly: the shorter side
+to 256 and the longer to int(256·long/short) (truncated, as torchvision), bilinear (PIL), then the centre crop;
+float32 [3, 224, 224] in [0, 1]. Calibration images are also flipped horizontally with probability 1/2 (the
+reference's `RandomHorizontalFlip`), each flip drawn from RandomState(0) so that the set is reproducible.
 """
 
 from __future__ import annotations
@@ -47,19 +52,31 @@ def load_imagenet_image(path: Path, resize: int = 256, crop: int = 224) -> torch
 
     im = open_image(path)
     w, h = im.size
-    scale = resize / min(w, h)
-    im = im.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
+    short, long = min(w, h), max(w, h)
+    size_long = int(resize * long / short)  # torchvision's Resize(int): truncation, not rounding
+    im = im.resize((resize, size_long) if w <= h else (size_long, resize), Image.BILINEAR)
     w, h = im.size
     left, top = int(round((w - crop) / 2.0)), int(round((h - crop) / 2.0))
     im = im.crop((left, top, left + crop, top + crop))
     return torch.from_numpy(image_to_array(im, channels=3))
 
 
-def load_imagenet_subset(folder: str | Path, indices) -> tuple[torch.Tensor, torch.Tensor]:
-    """(images [n, 3, 224, 224], labels [n]) of the rows `indices` of the sorted val list."""
-    items = list_imagenet_val(folder)
+def load_imagenet_subset(folder: str | Path, indices, items=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images [n, 3, 224, 224], labels [n]) of the rows `indices` of the sorted file list (`items`, listed from
+    `folder` when not given)."""
+    items = list_imagenet_val(folder) if items is None else items
     if max(int(i) for i in indices) >= len(items):
         raise SSNIUserError(f"{folder}: the protocol subset needs {max(indices) + 1} images, found {len(items)}")
     picked = [items[int(i)] for i in indices]
     x = torch.stack([load_imagenet_image(p) for p, _ in picked])
     return x, torch.tensor([label for _, label in picked], dtype=torch.int64)
+
+
+def random_horizontal_flip(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """images [n, C, H, W] with each image flipped left-right with probability 1/2, the coins
+    `RandomState(seed).rand(n) < 0.5` (the reference flips with torch's global RNG in a DataLoader worker, which
+    cannot be reproduced; the distribution is the same)."""
+    import numpy as np
+
+    flip = torch.from_numpy(np.random.RandomState(seed).rand(images.shape[0]) < 0.5)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)

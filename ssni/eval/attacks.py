@@ -22,6 +22,7 @@ __all__ = ["ATTACK_KINDS", "run_attack"]
 
 
 def _pgd(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
+    l2 = {} if spec.l2_step is None else {"l2_step": spec.l2_step}  # the L2 step form of the spec (F3)
     return pgd_eot(
         model,
         x,
@@ -31,6 +32,7 @@ def _pgd(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
         step_size=spec.step_size,
         iterations=spec.iterations,
         eot=spec.eot,
+        **l2,
         **_without_seed(kw),
     )
 

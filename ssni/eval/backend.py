@@ -3,6 +3,10 @@
 `ModelBackend` is what `ssni.eval.runner` runs (its `Backend` protocol) and what `ssni purify` uses: per method it
 builds the defence (constant t*, a constant t of a sweep, SSNI-N, SSNI-L around the same host purifier) and runs
 the attacks against it (`AdaptiveSSNI` for SSNI: t recomputed at every attack iteration).
+
+Each method purifies with its own copy of the host (`SSNI.purifier`; same network and counter): SSNI-N's takes b
+more steps without gradient, as the authors' code. SSNI-L's min/max groups are the preset's
+`linear_batch_eval` while evaluating and `linear_batch_attack` while attacking.
 """
 
 from __future__ import annotations
@@ -57,22 +61,27 @@ class ModelBackend:
         common = dict(bias=preset.bias, chunk_size=network_batch)
         self.ssni = {
             "ssni-n": SSNI(self.purifier, calibration, reweight="sigmoid", tau=tau, **common),
-            "ssni-l": SSNI(self.purifier, calibration, reweight="linear", **common),
+            "ssni-l": SSNI(
+                self.purifier, calibration, reweight="linear", linear_batch=preset.linear_batch_eval, **common
+            ),
         }
-        self.streams = self._streams()
+        self.hosts = {"constant": self.purifier, **{kind: s.purifier for kind, s in self.ssni.items()}}
+        self.streams, self.engines = self._streams()
         self._last_scores: tuple | None = None  # (seed, x, ids, e) of the last score norms, for reuse
 
     def _streams(self):
-        """(score engine, purification engine) when the host streams, else None."""
+        """((score engine, purification engines...), {method kind: its purification engine}) when the host
+        streams, else (None, {})."""
         from ssni.purify import StreamingPurifier
 
         if not self.purifier.streamable:
-            return None
-        # t is always given to the purification engine (SSNI-L's batch min/max is the chunk's, as unstreamed)
-        return (
-            StreamingPurifier(self.ssni["ssni-n"], self.network_batch),
-            StreamingPurifier(self.purifier, self.network_batch),
-        )
+            return None, {}
+        # t is always given to the purification engines (SSNI-L's batch min/max is the chunk's, as unstreamed)
+        by_host = {}
+        for host in self.hosts.values():
+            by_host.setdefault(id(host), StreamingPurifier(host, self.network_batch))
+        engines = {kind: by_host[id(host)] for kind, host in self.hosts.items()}
+        return (StreamingPurifier(self.ssni["ssni-n"], self.network_batch), *by_host.values()), engines
 
     def _counters(self):
         engines = [s.stats for s in self.streams or ()]
@@ -130,16 +139,16 @@ class ModelBackend:
         t = torch.cat([self.timesteps(method, e[r]) for r in _runs(x.shape[0], self.preset.batch_size)])
         return t, e
 
-    def purify_draws(self, x: Tensor, t: Tensor, *, seed: int, sample_ids: Tensor, draws) -> Tensor:
-        """[R, N, ...]: purifications of x [N] in [0, 1] (any device) at t, one per noise draw, on x's device;
-        streamed when `streamed(x)`, else the host in runs of network_batch samples."""
+    def purify_draws(self, method: Method, x: Tensor, t: Tensor, *, seed: int, sample_ids: Tensor, draws) -> Tensor:
+        """[R, N, ...]: `method`'s purifications of x [N] in [0, 1] (any device) at t, one per noise draw, on x's
+        device; streamed when `streamed(x)`, else the method's host in runs of network_batch samples."""
         if self.streamed(x):
-            return self.streams[1].purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=draws)
-        dev = self.device
+            return self.engines[method.kind].purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=draws)
+        dev, host = self.device, self.hosts[method.kind]
 
         def one_draw(draw: int) -> Tensor:
             parts = [
-                self.purifier.purify(x[r].to(dev), t[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev), draw=draw)
+                host.purify(x[r].to(dev), t[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev), draw=draw)
                 for r in _runs(x.shape[0], self.network_batch)
             ]
             return torch.cat(parts).to(x.device)
@@ -149,7 +158,7 @@ class ModelBackend:
     def purify(self, method: Method, x: Tensor, *, seed: int, sample_ids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(x̂, t, e) for x [N] in [0, 1] on any device (results on x's device): the defence's own draw 0."""
         t, e = self.method_timesteps(method, x, seed=seed, sample_ids=sample_ids)
-        return self.purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=(0,))[0], t, e
+        return self.purify_draws(method, x, t, seed=seed, sample_ids=sample_ids, draws=(0,))[0], t, e
 
     def classify(self, x: Tensor) -> Tensor:
         """Predicted labels [N] on the CPU, in runs of the preset's batch size."""
@@ -160,30 +169,53 @@ class ModelBackend:
         runs = _runs(x.shape[0], self.preset.batch_size)
         return torch.cat([self.models.classifier(x[r].to(self.device)).cpu() for r in runs])
 
+    @property
+    def scores_per_vote(self) -> bool:
+        """Whether SSNI recomputes its score norm for every vote (the preset's `scores_per_vote`, with votes)."""
+        return self.votes > 1 and self.preset.purifier.scores_per_vote
+
     @torch.no_grad()
     def evaluate(self, method: Method, x: Tensor, *, seed: int, sample_ids: Tensor) -> DefenceOutput:
+        """Purify and classify; with votes, the majority of the vote runs (records keep vote 0's t and e, the
+        defence's own draw, which also runs when the score norm is shared)."""
         from ssni import majority_vote
-        from ssni.purify.gns import vote_draw
+        from ssni.purify.gns import vote_draw, vote_score_seed
 
         x, ids = x.to(self.device), sample_ids.to(self.device)
         t, e = self.method_timesteps(method, x, seed=seed, sample_ids=ids)
         draws = [vote_draw(0, self.votes, r) for r in range(self.votes)]
-        purified = self.purify_draws(x, t, seed=seed, sample_ids=ids, draws=draws)
+        if method.is_ssni and self.scores_per_vote:  # fresh EPS noise for every vote, as the authors' evaluation
+            vote_t = [t] + [
+                self.method_timesteps(method, x, seed=vote_score_seed(seed, d), sample_ids=ids)[0] for d in draws[1:]
+            ]
+            purified = torch.cat(
+                [
+                    self.purify_draws(method, x, t_r, seed=seed, sample_ids=ids, draws=(d,))
+                    for t_r, d in zip(vote_t, draws)
+                ]
+            )
+        else:
+            purified = self.purify_draws(method, x, t, seed=seed, sample_ids=ids, draws=draws)
         if self.votes > 1:
             pred = majority_vote([self.logits(p) for p in purified])[1]
         else:
             pred = self.classify(purified[0])
         return DefenceOutput(pred.cpu(), recorded_t(t).cpu(), None if e is None else e.float().cpu())
 
-    def defended(self, method: Method, seed: int):
-        """The `DefendedModel` attacks see for `method` (adaptive for SSNI)."""
+    def defended(self, method: Method, seed: int, bpda_schedule: str = "defence"):
+        """The `DefendedModel` attacks see for `method` (adaptive for SSNI; SSNI-L with the attack's min/max
+        groups); bpda_schedule: what a BPDA forward purifies with."""
         from ssni import GNSDefense
         from ssni.attacks import AdaptiveSSNI, PurifiedClassifier
 
-        defence = self.ssni[method.kind] if method.is_ssni else self.purifier
+        defence = self.purifier
+        if method.is_ssni:
+            defence = self.ssni[method.kind]
+            if method.kind == "ssni-l":
+                defence = defence.with_linear_batch(self.preset.linear_batch_attack)
         predict = None
         if self.votes > 1:  # success is judged on the majority vote, as the defence predicts
-            vote = GNSDefense(defence, self.models.classifier, self.votes)
+            vote = GNSDefense(defence, self.models.classifier, self.votes, scores_per_vote=self.scores_per_vote)
 
             def predict(x_in, *, sample_ids):
                 t_in = None if method.t is None else torch.full((x_in.shape[0],), method.t, device=x_in.device)
@@ -191,16 +223,17 @@ class ModelBackend:
                 return counts.float()
 
         if method.is_ssni:
-            return AdaptiveSSNI(defence, self.models.classifier, seed, predict=predict)
+            return AdaptiveSSNI(defence, self.models.classifier, seed, predict=predict, bpda_schedule=bpda_schedule)
         # an int, not a per-batch tensor: attacks re-batch (AutoAttack's second stage runs on a subset)
-        return PurifiedClassifier(defence, self.models.classifier, seed, t=method.t, predict=predict)
+        return PurifiedClassifier(
+            defence, self.models.classifier, seed, t=method.t, predict=predict, bpda_schedule=bpda_schedule
+        )
 
     def attack(self, method: Method, attack: AttackSpec, x, y, *, seed: int, sample_ids, on_iteration=None) -> Tensor:
         """Adversarial examples [B, ...] (CPU) of `attack` against `method`'s defence."""
         from ssni.eval.attacks import run_attack
 
         x, y, ids = x.to(self.device), y.to(self.device), sample_ids.to(self.device)
-        result = run_attack(
-            self.defended(method, seed), attack, x, y, seed=seed, sample_ids=ids, on_iteration=on_iteration
-        )
+        model = self.defended(method, seed, attack.bpda_schedule or "defence")
+        result = run_attack(model, attack, x, y, seed=seed, sample_ids=ids, on_iteration=on_iteration)
         return result.x_adv.detach().cpu()

@@ -13,6 +13,7 @@ their final names, only once all of them are written (`ssni.atomic_files`): a fa
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Iterator
@@ -24,7 +25,14 @@ import torch
 from ssni.atomic_files import atomic_output
 from ssni.errors import SSNIUserError, one_line
 from ssni.eval.backend import ModelBackend, recorded_t
-from ssni.eval.loading import load_calibration, load_calibration_images, load_eval_data, load_models, resolve_device
+from ssni.eval.loading import (
+    check_calibration_disjoint,
+    load_calibration,
+    load_calibration_images,
+    load_eval_data,
+    load_models,
+    resolve_device,
+)
 from ssni.eval.presets import Preset, resolve_preset
 from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest, ReportRequest, Sources, check_output
 from ssni.eval.runner import EvalConfig, EvalData, adversarial_folder
@@ -42,6 +50,7 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
     data = load_eval_data(preset, src.data, src.data_seed)
     models = load_models(preset, src, device)
     calibration = load_calibration(preset, src.calibration, models, preset.num_levels)
+    check_calibration_disjoint(calibration, preset, src.data, data.sample_ids)
     identities = {
         "diffusion": models.diffusion_id,
         "classifier": models.classifier_id,
@@ -79,6 +88,8 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
         images, labels, ids = data.images, data.labels, data.sample_ids
     models = load_models(preset, src, device)
     calibration = load_calibration(preset, src.calibration, models, preset.num_levels)
+    if request.images is None:
+        check_calibration_disjoint(calibration, preset, src.data, ids)
     backend = ModelBackend(preset, models, calibration, request.tau, device, request.network_batch)
     with torch.no_grad():
         purified, t, e = backend.purify(request.method, images, seed=request.seed, sample_ids=ids)
@@ -129,7 +140,7 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
     src = request.sources
     _require_paths(preset, src, classifier=False)
     device = resolve_device(src.device)
-    images = load_calibration_images(preset, src.data, request.num_samples or preset.calibration_samples)
+    images, source = load_calibration_images(preset, src.data, request.num_samples or preset.calibration_samples)
     models = load_models(preset, src, device, classifier=False)
     adversarial = None
     if request.adversarial is not None:
@@ -159,6 +170,7 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
             seed=cal.seed,
             adv_norms=adversarial,
         )
+    cal = dataclasses.replace(cal, source=source)
     if request.tau is not None:
         cal = cal.with_tau(request.tau)
     with _writing("--out", request.out):

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssni.data.datasets import calibration_images, evaluation_subset
+from ssni.data.datasets import calibration_images, calibration_overlap, evaluation_subset
 from ssni.errors import SSNIUserError
 from ssni.eval.presets import Preset, PurifierSpec
 from ssni.eval.requests import Sources
@@ -29,6 +29,7 @@ __all__ = [
     "build_purifier",
     "load_eval_data",
     "load_calibration_images",
+    "check_calibration_disjoint",
 ]
 
 
@@ -142,7 +143,10 @@ def build_purifier(spec: PurifierSpec, model: nn.Module) -> nn.Module:
             **common,
         )  # fmt: skip
     if spec.host == "gdmp":
-        return GDMPPurifier(model, t_star=stars, guidance=spec.guidance, grad_num_steps=grad_steps[0], **common)
+        sampler = {} if spec.sampler is None else {"sampler": spec.sampler}
+        return GDMPPurifier(
+            model, t_star=stars, guidance=spec.guidance, grad_num_steps=grad_steps[0], **sampler, **common
+        )
     raise SSNIUserError(f"unknown purifier host {spec.host!r}")
 
 
@@ -154,6 +158,16 @@ def load_eval_data(preset: Preset, data: Path | None, data_seed: int = 0) -> Eva
     return EvalData(images, labels, index)
 
 
-def load_calibration_images(preset: Preset, data: Path | None, num_samples: int) -> torch.Tensor:
-    """Clean TRAINING images of spec §3 for the preset's dataset."""
+def load_calibration_images(preset: Preset, data: Path | None, num_samples: int) -> tuple[torch.Tensor, dict]:
+    """Clean TRAINING images of spec §3 for the preset's dataset, and where they came from."""
     return calibration_images(preset.dataset, num_samples, data, image_size=preset.image_size)
+
+
+def check_calibration_disjoint(calibration, preset: Preset, data: Path | None, sample_ids: torch.Tensor) -> None:
+    """Refuse a calibration whose clean images include evaluated ones (both drawn from the same folder)."""
+    shared = calibration_overlap(calibration.source, preset.dataset, data, sample_ids.tolist())
+    if shared:
+        raise SSNIUserError(
+            f"--calibration was made from {shared} of the {sample_ids.numel()} images evaluated here (both drawn "
+            f"from --data {data}); calibrate on the training images (ssni calibrate --data <ILSVRC train folder>)"
+        )

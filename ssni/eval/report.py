@@ -19,6 +19,7 @@ import numpy as np
 from ssni.atomic_files import atomic_output, write_text_atomic
 from ssni.errors import SSNIUserError
 from ssni.eval import stats
+from ssni.eval.presets import AttackSpec
 from ssni.eval.records import CLEAN, ResultsLog
 from ssni.eval.stats import Estimate
 
@@ -61,6 +62,7 @@ class Summary:
     num_samples: int
     methods: list[str]
     attacks: list[str]
+    attack_protocol: dict[str, str]  # attack name → how it ran (L2 step form, BPDA schedule, budget)
     clean_accuracy: dict[str, Stat]
     robust_accuracy: dict[str, dict[str, Stat]]
     differences: dict[str, dict[str, Estimate]]  # method → kind ("clean" or an attack) → method − constant, in pp
@@ -163,6 +165,7 @@ def summarize(log: ResultsLog) -> Summary:
         if c["attack"] == CLEAN:
             clean_groups[c["method"]] += int(c["n"])
     expected = config.get("num_groups")
+    specs = [AttackSpec.from_record(a) for a in config.get("preset", {}).get("attacks", [])]
     return Summary(
         preset=config.get("preset", {}).get("name", "?"),
         note=config.get("preset", {}).get("demo_note"),
@@ -170,6 +173,7 @@ def summarize(log: ResultsLog) -> Summary:
         num_samples=len(samples),
         methods=methods,
         attacks=attacks,
+        attack_protocol={a.name: a.describe() for a in specs if a.name in attacks},
         clean_accuracy={m: s for m in methods if (s := stat(m, CLEAN)) is not None},
         robust_accuracy={m: {a: s for a in attacks if (s := stat(m, a)) is not None} for m in methods},
         differences=differences,
@@ -246,6 +250,7 @@ def markdown_table(summary: Summary) -> str:
         parts = ", ".join(f"{a} {e.format(3)}" for a, e in by_attack.items())
         lines.append(f"AUROC of e(x), clean vs adversarial ({m}, seed {summary.seeds[0]}): {parts}.")
     lines.append(_norm_line(summary))
+    lines += [f"Attack {text}." for text in summary.attack_protocol.values()]
     if summary.note:
         lines.append(f"Note: {summary.note}.")
     if not summary.complete:

@@ -98,11 +98,19 @@ class Overrides:
     surrogate_steps: int | None = None  # reverse steps of the differentiable surrogate
     t_star: int | None = None  # constant t* of the baseline (single-stage hosts)
     attack_seeds: str | None = None  # "shared" (attack once, at the first seed) or "per-seed"
+    l2_step: str | None = None  # L2 PGD step: "sign" (the reference's) or "normalized"
+    bpda_schedule: str | None = None  # BPDA forward: "defence" or "surrogate" (the attack schedule)
+    linear_batch_attack: int | None = None  # SSNI-L min/max group while attacking
+    linear_batch_eval: int | None = None  # SSNI-L min/max group while evaluating
+    scores_per_vote: bool | None = None  # SSNI recomputes its score norm for every vote
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "batch_size", "iterations", "eot", "surrogate_steps"):
+        for name in ("num_samples", "batch_size", "iterations", "eot", "surrogate_steps", "linear_batch_attack"):
             _int(f"--{name.replace('_', '-')}", getattr(self, name))
+        _int("--linear-batch-eval", self.linear_batch_eval)
         _int("--num-levels", self.num_levels, high=NUM_TRAIN_STEPS)
+        _choice("--l2-step", self.l2_step, ("sign", "normalized"))
+        _choice("--bpda-schedule", self.bpda_schedule, ("defence", "surrogate"))
         if self.seeds is not None:
             if not self.seeds:
                 raise SSNIUserError("--seeds must name at least one seed")
@@ -224,6 +232,11 @@ class ReportRequest:
     @property
     def out_dir_path(self) -> Path:
         return self.out_dir or self.results.with_name(self.results.stem + "-report")
+
+
+def _choice(flag: str, value, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise SSNIUserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def _check_tau(tau) -> None:

@@ -19,9 +19,11 @@ own stream (noise_inject 0, noise_inject_levels 1, reverse_step 2, vp_sde_step 3
 Hosts
 -----
 A host (DDPM/DDIM, SDE, GNS, GDMP) defines its purification once, as data: `stages` (which t column and step
-count each stage uses), `plan` (the one-shot noising and the per-sample step table of a stage, `Walks`) and
-`apply` (one step of any set of rows). `Purifier._purify` runs the stages with `run_active`; the streaming
-engine (`ssni.purify.stream`) runs the same plans with continuous batching. Neither branches on the host type.
+count each stage of the defence, or of the attack surrogate, uses), `plan` (the one-shot noising and the
+per-sample step table of a stage, `Walks`) and `apply` (one step of any set of rows). `schedule` is what runs:
+the stages with `extra_steps` added to every counted stage of a run without gradient (SSNI-N, see
+`with_extra_steps`). `Purifier._purify` runs the schedule with `run_active`; the streaming engine
+(`ssni.purify.stream`) runs the same plans with continuous batching. Neither branches on the host type.
 
 Counting
 --------
@@ -32,6 +34,7 @@ With active-only execution a discrete purification with per-sample t costs sampl
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +80,7 @@ class Purifier(nn.Module):
     """
 
     t_star: int | tuple[int, ...]
+    extra_steps = 0
 
     def __init__(self, model: nn.Module, grad_checkpoint: bool = True, resolution: int | None = None):
         super().__init__()
@@ -99,10 +103,28 @@ class Purifier(nn.Module):
         self.counter.reset()
 
     # ----------------------------------------------------------------------------------------- the host
-    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:  # pragma: no cover - interface
-        """The stages of the defence (grad False) or of the differentiable surrogate (grad True); `num_steps`
+    def stages(self, *, surrogate: bool, num_steps=None) -> tuple[Stage, ...]:  # pragma: no cover - interface
+        """The stages of the defence (surrogate False) or of the attack surrogate (surrogate True); `num_steps`
         overrides the host's step count(s)."""
         raise NotImplementedError
+
+    def schedule(self, *, surrogate: bool, grad: bool, num_steps=None) -> tuple[Stage, ...]:
+        """The stages a purification runs: `stages`, and without gradient (grad False) `extra_steps` more steps in
+        every stage whose step count is given (None, every index or the full grid, already visits them all)."""
+        stages = self.stages(surrogate=surrogate, num_steps=num_steps)
+        if grad or not self.extra_steps:
+            return stages
+        return tuple(Stage(s.column, None if s.num_steps is None else s.num_steps + self.extra_steps) for s in stages)
+
+    def with_extra_steps(self, extra: int) -> Purifier:
+        """A shallow copy (same network, same counter) whose purifications without gradient take `extra` more
+        steps per stage: SSNI-N's n + b of the authors' code, which adds b to the step count of its evaluation
+        forward and of its BPDA forward (not of its differentiable attack forward), so that a sample with t up to
+        t* − 1 + b still visits every index when n = t*."""
+        check_int("extra steps", extra, low=0)
+        copied = copy.copy(self)
+        copied.extra_steps = extra
+        return copied
 
     def plan(
         self,
@@ -163,11 +185,26 @@ class Purifier(nn.Module):
         return t, ids
 
     @torch.no_grad()
-    def purify(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):
-        """Purify without gradients (active-only fast path). t None → the constant t*; else int64 per sample."""
+    def purify(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        seed: int,
+        sample_ids=None,
+        draw: int = 0,
+        surrogate: bool = False,
+        num_steps=None,
+    ):
+        """Purify without gradients (active-only fast path). t None → the constant t*; else int64 per sample.
+        surrogate: run the attack surrogate's schedule (BPDA's forward in the authors' code) instead of the
+        defence's, with `num_steps` overriding its step count."""
         t, ids = self._inputs(x, t, seed, sample_ids, draw)
         return self._at_resolution(
-            x, lambda x_s: self._purify(x_s, t, seed=seed, sample_ids=ids, draw=draw, grad=False, num_steps=None)
+            x,
+            lambda x_s: self._purify(
+                x_s, t, seed=seed, sample_ids=ids, draw=draw, grad=False, surrogate=surrogate, num_steps=num_steps
+            ),
         )
 
     def purify_grad(
@@ -179,7 +216,9 @@ class Purifier(nn.Module):
         with torch.enable_grad():
             return self._at_resolution(
                 x,
-                lambda x_s: self._purify(x_s, t, seed=seed, sample_ids=ids, draw=draw, grad=True, num_steps=num_steps),
+                lambda x_s: self._purify(
+                    x_s, t, seed=seed, sample_ids=ids, draw=draw, grad=True, surrogate=True, num_steps=num_steps
+                ),
             )
 
     def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,10 +241,10 @@ class Purifier(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):
         return self.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw)
 
-    def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, num_steps):
-        """The stages in turn, each planned from the previous stage's output and run active-only."""
+    def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, surrogate, num_steps):
+        """The schedule's stages in turn, each planned from the previous stage's output and run active-only."""
         x = x_s
-        for k, stage in enumerate(self.stages(grad=grad, num_steps=num_steps)):
+        for k, stage in enumerate(self.schedule(surrogate=surrogate, grad=grad, num_steps=num_steps)):
             t_k = t if stage.column is None else t[:, stage.column]
             walks = self.plan(x, t_k, sample_ids, seed=seed, draw=draw, stage=k, num_steps=stage.num_steps)
             guide = self.guidance(x_s, seed=seed, sample_ids=sample_ids, draw=draw, stage=k, grad=grad)

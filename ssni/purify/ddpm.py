@@ -11,6 +11,7 @@ The plan's table holds (label i, coef_a = a, coef_b = a') per step. num_steps No
 the defence), so a sample costs max(t, 1) network evaluations and all samples at a global index share it
 (active-only, see walks.py). The network is called with the integer index i as a float32 label (the "index"
 convention of `network_labels`). t = 0 behaves as t = 1 (one step from index 0), as the spec's clamping implies.
+Hosts whose sampler differs from this step (GDMP's own) override `apply` and keep this plan.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class DiscretePurifier(Purifier):
     """The discrete walk of §5 (plan and apply); subclasses say which stages run (`t_star`, `stages`).
 
     eta: 1.0 "ddpm", 0.0 "ddim"; alphas_cumprod: ᾱ [T] (default §1); inject_offset: 1 noises at index t instead
-    of t − 1 (GDMP's §10 quirk); index_shift: b runs the reverse walk from t − 1 + b while noising at t − 1 (the
-    §10 quirk of the authors' SSNI-L code; set through `with_index_shift`).
+    of t − 1 (GDMP's §10 quirk); index_shift: b shifts every index of the reverse walk up by b while noising at
+    t − 1 (the §10 quirk of the authors' SSNI-L code; set through `with_index_shift`).
     """
 
     inject_offset = 0
@@ -95,21 +96,30 @@ class DiscretePurifier(Purifier):
         return self.alphas_cumprod.shape[0]
 
     def with_index_shift(self, shift: int) -> DiscretePurifier:
-        """A shallow copy (same network, same counter) whose reverse walks start `shift` indices higher."""
+        """A shallow copy (same network, same counter) whose reverse walks run `shift` indices higher (see `plan`)."""
         check_int("index shift", shift, low=0)
         shifted = copy.copy(self)
         shifted.index_shift = shift
         return shifted
 
     def plan(self, x_s, t, sample_ids, *, seed, draw, stage, num_steps) -> Walks:
-        """Noise at max(t − 1, 0) (+ inject_offset), then the distinct indices of step_sequence(t + index_shift,
-        num_steps) as (label i, ᾱ[i], ᾱ[next]) per step."""
+        """Noise at max(t − 1, 0) (+ inject_offset), then the distinct indices i of step_sequence(t, num_steps),
+        each shifted up by index_shift, as (label i, ᾱ[i], ᾱ[next]) per step; the last step goes to ᾱ_{−1} = 1.
+
+        With index_shift b this is the authors' SSNI-L walk exactly: their step list for t with b added to every
+        entry, from t − 1 + b down to ceil(t/n) − 1 + b, then straight to x̂0; t (or n) steps, not t + b.
+        """
         x = inject(
             x_s, t, self.alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage,
             offset=self.inject_offset,
         )  # fmt: skip
-        t_rev = (t + self.index_shift).clamp_max(self.num_train_steps)
-        idx, lengths = effective_indices(t_rev, _check_steps("num_steps", num_steps))
+        idx, lengths = effective_indices(t, _check_steps("num_steps", num_steps))
+        idx = idx + self.index_shift
+        if idx.numel() and int(idx.max()) >= self.num_train_steps:
+            raise ValueError(
+                f"t − 1 + index shift must be < {self.num_train_steps}, got {int(idx.max())} "
+                f"(t up to {int(t.max())}, shift {self.index_shift})"
+            )
         nxt = torch.cat([torch.full_like(idx[:, :1], -1), idx[:, :-1]], dim=1)
         padded = self._padded.to(idx.device)
         table = torch.stack([network_labels(idx, "index").to(torch.float64), padded[idx + 1], padded[nxt + 1]], -1)
@@ -148,7 +158,7 @@ class DDPMPurifier(DiscretePurifier):
         self.num_steps = _check_steps("num_steps", num_steps)
         self.grad_num_steps = _check_steps("grad_num_steps", grad_num_steps)
 
-    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:
+    def stages(self, *, surrogate: bool, num_steps=None) -> tuple[Stage, ...]:
         if num_steps is None:
-            num_steps = self.grad_num_steps if grad and self.grad_num_steps is not None else self.num_steps
+            num_steps = self.grad_num_steps if surrogate and self.grad_num_steps is not None else self.num_steps
         return (Stage(None, _check_steps("num_steps", num_steps)),)

@@ -5,11 +5,20 @@
         (= round_t(continuous_timesteps(e)); the score-aware attack differentiates the continuous t and e)
     x̂ = host.purify(x, t)                              # per-stage t for multi-stage hosts (same ratio)
 
+Step counts, as the authors' code: SSNI-N's purifications without gradient take b more steps per stage than the
+host's (n + b; `Purifier.with_extra_steps`), so that with n = t* a sample with t up to t* − 1 + b still visits
+every index; its differentiable surrogate keeps the host's n. SSNI-L keeps the host's n everywhere.
+
 SSNI-L's e_min/e_max: "reference+batch" (the spec: reference set together with the current batch, so a sample's
 t depends on the batch it is in) or "reference" (reference set only; batch invariant; norms outside are clamped).
+With "reference+batch", `linear_batch` k takes the batch in groups of k consecutive samples, each group with its
+own min/max (the authors' code attacks CIFAR-10 in batches of 16 per process and 1 image on ImageNet, and
+evaluates in batches of 32); None takes the whole batch as given.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -34,9 +43,10 @@ class SSNI(nn.Module):
     (§3); reweight: "sigmoid" (SSNI-N) or "linear" (SSNI-L); tau: SSNI-N temperature (None: calibration.tau);
     bias: b; score_model: the ε-network for the norm (None: the purifier's own); num_levels: T' (None: the
     calibration's; must match it); chunk_size: most samples per score-network call; model_id: if given, checked
-    against the calibration; reference_linear_shift: the §10 quirk of the authors' SSNI-L code (reverse walk
-    shifted up by b, noise still at t − 1; hosts with a discrete walk only; off by default): `purifier` is then
-    the host's shifted copy (same network and counter).
+    against the calibration; linear_batch: SSNI-L's min/max group size (module docstring); reference_linear_shift:
+    the §10 quirk of the authors' SSNI-L code (reverse walk shifted up by b, noise still at t − 1; hosts with a
+    discrete walk only; off by default). `purifier` is then a copy of the host (same network and counter): with
+    b extra steps for SSNI-N, shifted for the quirk.
     Counters: `score_counter` (the norm) and the purifier's `counter`; `network_calls`/`samples_evaluated` sum them.
     """
 
@@ -52,6 +62,7 @@ class SSNI(nn.Module):
         num_levels: int | None = None,
         chunk_size: int | None = None,
         model_id: str | None = None,
+        linear_batch: int | None = None,
         reference_linear_shift: bool = False,
     ):
         super().__init__()
@@ -65,14 +76,20 @@ class SSNI(nn.Module):
         tau = calibration.tau if tau is None else float(tau)
         if reweight == "sigmoid" and not tau > 0:
             raise ValueError(f"tau must be > 0, got {tau!r}")
-        if reference_linear_shift:
-            if reweight != "linear":
-                raise ValueError("reference_linear_shift applies to reweight='linear' only")
-            purifier = purifier.with_index_shift(bias)
+        check_int("linear_batch", linear_batch, low=1, optional=True)
         calibration.check(model_id=model_id, num_levels=num_levels)
         stars = purifier.t_star if isinstance(purifier.t_star, tuple) else (purifier.t_star,)
         if max(stars) - 1 + bias > 1000:
             raise ValueError(f"t_star − 1 + bias must be <= 1000, got {max(stars) - 1 + bias}")
+        if reference_linear_shift:
+            if reweight != "linear":
+                raise ValueError("reference_linear_shift applies to reweight='linear' only")
+            if max(stars) - 2 + 2 * bias > 999:  # the shifted walk's top index is t − 1 + b with t <= t* − 1 + b
+                raise ValueError(f"t_star − 2 + 2·bias must be <= 999 with reference_linear_shift, got "
+                                 f"{max(stars) - 2 + 2 * bias}")  # fmt: skip
+            purifier = purifier.with_index_shift(bias)
+        if reweight == "sigmoid":
+            purifier = purifier.with_extra_steps(bias)
         self.purifier = purifier
         self.calibration = calibration
         self.reweight = reweight
@@ -82,6 +99,7 @@ class SSNI(nn.Module):
         self.linear_minmax = linear_minmax
         self.num_levels = calibration.num_levels
         self.chunk_size = chunk_size
+        self.linear_batch = linear_batch
         self.reference_linear_shift = reference_linear_shift
         self.score_counter = CallCounter()
 
@@ -129,14 +147,28 @@ class SSNI(nn.Module):
         cal = self.calibration
         if self.reweight == "sigmoid":
             return sigmoid_t_continuous(e, cal.mean, self.tau, self.t_star, self.bias)
-        e_min, e_max = cal.min, cal.max
-        if self.linear_minmax == "reference+batch":
-            e_min, e_max = min(e_min, float(e.min())), max(e_max, float(e.max()))
-        return linear_t_continuous(e, e_min, e_max, self.t_star, self.bias)
+        if self.linear_minmax == "reference":
+            return linear_t_continuous(e, cal.min, cal.max, self.t_star, self.bias)
+        groups = e.split(self.linear_batch or max(e.shape[0], 1))
+        return torch.cat(
+            [
+                linear_t_continuous(
+                    g, min(cal.min, float(g.min())), max(cal.max, float(g.max())), self.t_star, self.bias
+                )
+                for g in groups
+            ]
+        )
 
     def timesteps_from_scores(self, e: torch.Tensor) -> torch.Tensor:
         """§4: t (int64 [B], or [B, S] for a multi-stage host) from score norms e [B] (`sigmoid_t` / `linear_t`)."""
         return round_t(self.continuous_timesteps(e.detach()))
+
+    def with_linear_batch(self, linear_batch: int | None) -> SSNI:
+        """A shallow copy (same host, calibration and counters) with another SSNI-L min/max group size."""
+        check_int("linear_batch", linear_batch, low=1, optional=True)
+        copied = copy.copy(self)
+        copied.linear_batch = linear_batch
+        return copied
 
     def timesteps(self, x: torch.Tensor, *, seed: int, sample_ids=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(t, e): the per-sample timesteps and the score norms they come from."""
@@ -146,16 +178,26 @@ class SSNI(nn.Module):
     # ------------------------------------------------------------------------------------------- purify
     @torch.no_grad()
     def purify(
-        self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor | None = None,
+        *,
+        seed: int,
+        sample_ids=None,
+        draw: int = 0,
+        surrogate: bool = False,
+        num_steps=None,
     ) -> torch.Tensor:
         """Score, reweight, purify (no gradient, active-only). A given t (e.g. computed once by an attack or a
-        vote) skips the score norm."""
+        vote) skips the score norm. surrogate, num_steps: as `Purifier.purify` (BPDA's attack schedule)."""
         check_images(x)
         check_seed(seed)
         ids = check_sample_ids(sample_ids, x.shape[0], x.device)
         if t is None:
             t, _ = self.timesteps(x, seed=seed, sample_ids=ids)
-        return self.purifier.purify(x, t, seed=seed, sample_ids=ids, draw=draw)
+        return self.purifier.purify(
+            x, t, seed=seed, sample_ids=ids, draw=draw, surrogate=surrogate, num_steps=num_steps
+        )
 
     def purify_grad(
         self,

@@ -3,7 +3,9 @@
 Stage s (t*_s = 30, 30, 30, 30, 50, 50, 125, 125 by default) noises the previous stage's output at index
 t_s − 1 and denoises it with every index once (n = t_s), active-only: a chain of discrete-walk plans, one per
 stage (`ssni.purify.ddpm`). The defence is the majority vote of the classifier over `runs` independent
-purifications (`GNSDefense`; run r of draw d uses noise draw d·runs + r).
+purifications (`GNSDefense`; run r of draw d uses noise draw d·runs + r). Around SSNI the vote either shares one
+score norm (and t) per input, or recomputes it with fresh EPS noise for every run as the authors' evaluation does
+(`scores_per_vote`; run r scores with `vote_score_seed`).
 
 Per-sample t is int64 [B, S], one column per stage (SSNI applies the same ratio to each stage's t*). The attack
 surrogate (`purify_grad`) runs its own stages (default 30, 50, 125 with 1, 1, 5 steps); a surrogate stage takes
@@ -22,7 +24,7 @@ from ssni.purify.base import Stage
 from ssni.purify.ddpm import DiscretePurifier, _check_steps, _check_t_star
 from ssni.validate import check_int
 
-__all__ = ["GNSPurifier", "GNSDefense", "majority_vote", "vote_draw"]
+__all__ = ["GNSPurifier", "GNSDefense", "majority_vote", "vote_draw", "vote_score_seed"]
 
 GNS_CIFAR10_STAGES = (30, 30, 30, 30, 50, 50, 125, 125)
 GNS_GRAD_STAGES = (30, 50, 125)
@@ -78,8 +80,8 @@ class GNSPurifier(DiscretePurifier):
         self.num_steps = per_stage("num_steps", num_steps, len(self.t_star))
         self.grad_num_steps = per_stage("grad_num_steps", grad_num_steps, len(self.grad_t_star))
 
-    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:
-        if not grad:
+    def stages(self, *, surrogate: bool, num_steps=None) -> tuple[Stage, ...]:
+        if not surrogate:
             return tuple(Stage(s, n) for s, n in enumerate(self.num_steps))
         columns = [self.t_star.index(s) for s in self.grad_t_star]
         steps = self.grad_num_steps if num_steps is None else per_stage("num_steps", num_steps, len(columns))
@@ -95,32 +97,46 @@ def majority_vote(logits: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.T
 
 
 def vote_draw(draw: int, runs: int, run: int) -> int:
-    """The noise draw of vote run `run` of draw `draw`: draw·runs + run."""
+    """The noise draw of vote run `run` of draw `draw`: draw·runs + r."""
     return draw * runs + run
+
+
+def vote_score_seed(seed: int, vote: int) -> int:
+    """The EPS seed of the vote run with noise draw `vote` (`vote_draw`) when every run recomputes its score norm:
+    the base seed for draw 0 (so run 0 keeps the shared norm), else `derive_seed(seed, STREAM_VOTE_SCORE, vote)`."""
+    from ssni.attacks.defended import STREAM_VOTE_SCORE, derive_seed
+
+    return seed if vote == 0 else derive_seed(seed, STREAM_VOTE_SCORE, vote)
 
 
 class GNSDefense(nn.Module):
     """The GNS defence: `runs` independent purifications, classified, majority vote.
 
-    purifier: a Purifier (GNSPurifier, or any host) or an SSNI wrapping one (t is then computed once from the
-    score norm and shared by all runs); classifier: images in [0, 1] → logits [B, K].
+    purifier: a Purifier (GNSPurifier, or any host) or an SSNI wrapping one; classifier: images in [0, 1] →
+    logits [B, K]; scores_per_vote: with SSNI and no t given, compute the score norm (and t) again for every run
+    with fresh EPS noise (the authors' evaluation) instead of once per input for all runs.
     """
 
-    def __init__(self, purifier: nn.Module, classifier: nn.Module, runs: int = 10):
+    def __init__(self, purifier: nn.Module, classifier: nn.Module, runs: int = 10, scores_per_vote: bool = False):
         super().__init__()
         self.purifier = purifier
         self.classifier = classifier
         self.runs = check_int("runs", runs, low=1)
+        self.scores_per_vote = bool(scores_per_vote)
 
     @torch.no_grad()
     def votes(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):
         """(votes int64 [B, K], prediction int64 [B])."""
-        if t is None and hasattr(self.purifier, "timesteps"):  # SSNI: one score norm for all runs
+        scored = t is None and hasattr(self.purifier, "timesteps")  # SSNI chooses t from the score norm
+        if scored and not self.scores_per_vote:
             t, _ = self.purifier.timesteps(x, seed=seed, sample_ids=sample_ids)
         logits = []
         for r in range(self.runs):
             draw_r = vote_draw(draw, self.runs, r)
-            logits.append(self.classifier(self.purifier.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw_r)))
+            t_r = t
+            if scored and self.scores_per_vote:
+                t_r, _ = self.purifier.timesteps(x, seed=vote_score_seed(seed, draw_r), sample_ids=sample_ids)
+            logits.append(self.classifier(self.purifier.purify(x, t_r, seed=seed, sample_ids=sample_ids, draw=draw_r)))
         return majority_vote(logits)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):

@@ -84,8 +84,8 @@ class SDEPurifier(Purifier):
         valid = p < lengths[:, None]
         return torch.where(valid, times, 1.0), torch.where(valid, dts, 0.0), lengths
 
-    def stages(self, *, grad: bool, num_steps=None) -> tuple[Stage, ...]:
-        return (Stage(None, num_steps if num_steps is not None or not grad else self.grad_num_steps),)
+    def stages(self, *, surrogate: bool, num_steps=None) -> tuple[Stage, ...]:
+        return (Stage(None, num_steps if num_steps is not None or not surrogate else self.grad_num_steps),)
 
     def plan(self, x_s, t, sample_ids, *, seed, draw, stage, num_steps) -> Walks:
         x = inject(x_s, t, self.alphas_cumprod, seed=seed, sample_ids=sample_ids, draw=draw, stage=stage)

@@ -53,16 +53,22 @@ def test_a_png_named_jpeg_and_a_cmyk_jpeg_read_like_their_rgb(tmp_path):
 
 
 def _reference_crop(im) -> torch.Tensor:
-    """torchvision's Resize(256) + CenterCrop(224) + ToTensor on an RGB PIL image, written out."""
+    """torchvision's Resize(256) + CenterCrop(224) + ToTensor on an RGB PIL image (the reference's transform)."""
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])(im)
+
+
+@pytest.mark.parametrize("size", [(500, 375), (500, 366), (640, 427), (366, 500), (256, 256)])
+def test_resize_truncates_as_torchvision(tmp_path, size):
+    """Resize(256) sets the long side to int(256·long/short): 500×366 → 349×256 and 640×427 → 383×256
+    (rounding would give 350 and 384 and a different crop)."""
     from PIL import Image
 
-    w, h = im.size
-    scale = 256 / min(w, h)
-    im = im.resize((max(256, round(w * scale)), max(256, round(h * scale))), Image.BILINEAR)
-    w, h = im.size
-    left, top = int(round((w - 224) / 2.0)), int(round((h - 224) / 2.0))
-    array = np.asarray(im.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255.0
-    return torch.from_numpy(array).permute(2, 0, 1)
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    im.save(tmp_path / "x.png")
+    torch.testing.assert_close(load_imagenet_image(tmp_path / "x.png"), _reference_crop(im), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("channels", [1, 3])

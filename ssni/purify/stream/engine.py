@@ -31,8 +31,10 @@ network's arithmetic may differ with the batch size) for any input order and bat
 
 On GPU: `cuda_graph=True` captures the network at the full batch, `compile=<mode>` wraps it in `torch.compile`,
 `network_dtype=torch.float16/bfloat16` runs it under autocast (then results follow that precision, not the fp32
-purifier; the score levels too, whose smallest σ is below bf16 resolution: see the README), and CPU input chunks
-are copied through pinned memory. The state between steps stays in the input dtype.
+purifier), and CPU input chunks are copied through pinned memory. The state between steps stays in the input
+dtype. A reduced network_dtype is refused around SSNI: the score norm's smallest levels have σ(0.001) ≈ 0.0105,
+below bf16's spacing near 1 (7.8e-3), and they dominate e(x) (docs/algorithm.md §2); stream `score_all` at full
+precision and give t to a reduced-precision engine around the host instead.
 """
 
 from __future__ import annotations
@@ -86,7 +88,8 @@ class StreamingPurifier:
     over one.
 
     purifier: the plain purifier (or SSNI) whose results the stream reproduces; batch_size: occupied rows per
-    network call (the target); network_dtype: None (the input dtype) or torch.float16/bfloat16 (autocast);
+    network call (the target); network_dtype: None (the input dtype) or torch.float16/bfloat16 (autocast; a plain
+    host only: refused around SSNI, whose score levels need full precision);
     compile: None or a torch.compile mode for the network; cuda_graph: capture the network over the full batch
     (CUDA only); pin_memory: copy CPU chunks to a CUDA device through pinned memory.
     `stats` (StreamStats) counts network calls, rows evaluated and the fill ratio; the purifier's own counters
@@ -112,6 +115,13 @@ class StreamingPurifier:
         if compile is not None and compile not in COMPILE_MODES:
             raise ValueError(f"compile must be None or one of {COMPILE_MODES}, got {compile!r}")
         self.ssni = purifier if isinstance(purifier, SSNI) else None
+        if self.ssni is not None and network_dtype is not None:
+            raise ValueError(
+                f"network_dtype={network_dtype} would run SSNI's score norm in reduced precision: its smallest EPS "
+                "level has σ(0.001) ≈ 0.0105, below bfloat16's spacing near 1 (7.8e-3), and those levels dominate "
+                "e(x). Stream score_all with network_dtype=None, then pass t to a StreamingPurifier around the host "
+                "(ssni.purifier) with the reduced network_dtype"
+            )
         host = purifier.purifier if self.ssni is not None else purifier
         if not host.streamable:
             raise ValueError(f"{type(host).__name__} with these settings runs in batch execution only (guidance)")
@@ -277,7 +287,7 @@ class _Run:
     def __init__(self, engine: StreamingPurifier, chunks: Iterator[Chunk], seed: int, draws, scores_only=False):
         self.engine = engine
         self.host = engine.host
-        self.stages = engine.host.stages(grad=False)
+        self.stages = engine.host.schedule(surrogate=False, grad=False)
         self.chunks = chunks
         self.seed, self.draws = seed, tuple(draws)
         self.scores_only = scores_only

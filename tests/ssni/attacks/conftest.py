@@ -32,8 +32,8 @@ class FakePurifier:
         z = normal_noise(x.shape[1:], seed, sample_ids, 0, 0, dtype=x.dtype)
         return 0.5 + 0.8 * (x - 0.5) + 0.05 * torch.sin(6.0 * x) + self.noise_scale * z
 
-    def purify(self, x, t=None, *, seed, sample_ids):
-        self.calls.append(("purify", t, seed, sample_ids.clone()))
+    def purify(self, x, t=None, *, seed, sample_ids, surrogate=False, num_steps=None):
+        self.calls.append(("purify-surrogate" if surrogate else "purify", t, seed, sample_ids.clone()))
         with torch.no_grad():
             return self._apply(x, seed, sample_ids)
 

@@ -74,3 +74,27 @@ def test_straight_through_rejects_mismatched_shapes():
         straight_through(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 4, 4))
     with pytest.raises(TypeError, match="dtype"):
         straight_through(torch.rand(2, 3), torch.rand(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("schedule", "host_steps", "ssni_n_steps"), [("defence", 10, 12), ("surrogate", 3, 5)])
+def test_bpda_forward_schedule_is_a_named_choice(tiny_eps, schedule, host_steps, ssni_n_steps):
+    """ "defence": Lee & Kim (attack schedule = defence schedule); "surrogate": the authors' SSNI BPDA forward, the
+    attack schedule (n_att, and n_att + b for SSNI-N) without gradient."""
+    from ssni import SSNI, Calibration, DDPMPurifier
+    from ssni.attacks.adapters import purified_surrogate
+
+    model = tiny_eps(channels=3)
+    x, ids = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 2])
+    classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 10))
+    host = DDPMPurifier(model, t_star=10, num_steps=10, grad_num_steps=3)
+    cal = Calibration.from_norms(torch.tensor([1.0, 2.0]), model_id="m", num_levels=1, resolution=(4, 4), seed=0)
+    for defence, t, steps in ((host, [10, 10], host_steps), (SSNI(host, cal, bias=2), [10, 12], ssni_n_steps)):
+        model.labels.clear()
+        f = purified_surrogate(
+            defence, classifier, torch.tensor(t), seed=1, sample_ids=ids, num_steps=None, gradient="bpda",
+            bpda_schedule=schedule,
+        )  # fmt: skip
+        f(x.clone().requires_grad_(True), draw=0)
+        assert len(model.labels) == steps  # one network call per step of the longest walk
+    with pytest.raises(ValueError, match="bpda_schedule"):
+        PurifiedClassifier(host, classifier, seed=1, bpda_schedule="attack")

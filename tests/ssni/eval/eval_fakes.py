@@ -31,7 +31,10 @@ FAKE_PRESET = Preset(
     diffusion="none",
     classifier="none",
     purifier=PurifierSpec("ddpm", stages=((20, 20),), surrogate_stages=((20, 2),)),
-    attacks=(AttackSpec("pgd-linf", "Linf", 0.1, 0.05, 3, 1), AttackSpec("pgd-l2", "L2", 0.5, 0.2, 2, 1)),
+    attacks=(
+        AttackSpec("pgd-linf", "Linf", 0.1, 0.05, 3, 1),
+        AttackSpec("pgd-l2", "L2", 0.5, 0.2, 2, 1, l2_step="normalized"),
+    ),
     num_samples=22,
     num_levels=2,
     batch_size=4,

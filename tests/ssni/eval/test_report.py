@@ -77,6 +77,22 @@ def test_markdown_table(results):
     assert "ssni-n − constant (paired, percentage points): clean" in table and "AUROC of e(x)" in table
 
 
+def test_markdown_names_the_attack_forms(results):
+    """The report says which L2 step form (and BPDA schedule) ran, from the records header."""
+    lines = markdown_table(summarize(read_results(results))).splitlines()
+    assert "Attack pgd-l2: L2 eps 0.5, 2 iterations, EOT 1, normalised-gradient step 0.2 (L2 length)." in lines
+
+
+def test_attack_specs_of_older_headers_say_what_ran():
+    """Records written before l2_step/bpda_schedule existed ran the normalised L2 step and the defence schedule."""
+    from ssni.eval.presets import AttackSpec
+
+    old = {"name": "pgd-l2", "norm": "L2", "eps": 0.5, "step_size": 0.007, "iterations": 200, "eot": 20}
+    assert AttackSpec.from_record(old).l2_step == "normalized"
+    bpda = {**old, "name": "bpda-linf", "norm": "Linf", "kind": "bpda"}
+    assert AttackSpec.from_record(bpda).bpda_schedule == "defence"
+
+
 def test_report_command_writes_table_and_plots(results, tmp_path, capsys):
     out_dir = tmp_path / "rep"
     assert main(["report", str(results), "--out-dir", str(out_dir)]) == 0

@@ -11,8 +11,8 @@ from ssni.schedules import alphas_cumprod_padded, ddpm_alphas_cumprod, step_sequ
 from ssni_kernels.reference import STREAM_NOISE_INJECT, STREAM_REVERSE_STEP, normal_noise
 
 
-def _oracle(model, x, t, n, eta, seed, sample_id, draw=0):
-    """§5 for one sample, literally: float64, the spec's step list walked top-down, repeats skipped."""
+def _oracle(model, x, t, n, eta, seed, sample_id, draw=0, steps=None):
+    """§5 for one sample, literally: float64, the spec's step list (or `steps`) walked top-down, repeats skipped."""
     ac = alphas_cumprod_padded(ddpm_alphas_cumprod())  # ᾱ_i = ac[i + 1]
     ids = torch.tensor([sample_id])
     shape = x.shape[1:]
@@ -20,7 +20,7 @@ def _oracle(model, x, t, n, eta, seed, sample_id, draw=0):
     i0 = max(t - 1, 0)
     z = normal_noise(shape, seed, ids, noise_word(0, 0, draw), STREAM_NOISE_INJECT).to(torch.float64)
     cur = ac[i0 + 1].sqrt() * xs + (1 - ac[i0 + 1]).sqrt() * z
-    steps = step_sequence(t, n if n is not None else max(t, 1))
+    steps = step_sequence(t, n if n is not None else max(t, 1)) if steps is None else steps
     distinct = sorted(set(steps))
     for j in range(len(steps) - 1, -1, -1):
         i, nxt = steps[j], (steps[j - 1] if j > 0 else -1)
@@ -141,11 +141,53 @@ def test_surrogate_step_count(tiny_eps, images):
     assert pur.samples_evaluated == 4
 
 
-def test_reverse_shift_quirk(tiny_eps, images):
+def reference_linear_steps(t: int, n: int, b: int) -> list[int]:
+    """The authors' SSNI-L step list, literally (robust_eval_model.py): get_diffusion_params(t, n) + b, i.e.
+    float32 linspace(0, t, n + 1), ceil, −1, clamped at 0, first entry dropped (n = 1: [max(t − 1, 0)]), plus b."""
+    if n == 1:
+        return [max(t - 1, 0) + b]
+    steps = (torch.linspace(0, t, n + 1).ceil().to(torch.int64) - 1).clamp_min(0)[1:] + b
+    return steps.tolist()
+
+
+def reference_working_indices(steps: list[int]) -> list[int]:
+    """The indices the reference's denoising_process evaluates with an effect, top down: pairs (seq[j], seq[j−1])
+    (−1 after the first entry) walked in reverse, a repeated index being a no-op."""
+    nxt = [-1, *steps[:-1]]
+    return [i for i, j in zip(reversed(steps), reversed(nxt)) if i != j]
+
+
+@pytest.mark.parametrize(("t", "n", "b"), [(4, 10, 2), (50, 100, 5), (50, 20, 5), (0, 10, 3), (7, 1, 2)])
+def test_index_shift_is_the_reference_linear_walk(tiny_eps, images, t, n, b):
+    """The SSNI-L quirk: the reference's step list for t shifted by b, t (or n) steps, then the jump to x̂0."""
     model, x = tiny_eps(), images(batch=1)
-    pur = DDPMPurifier(model, t_star=10)
-    pur.with_index_shift(2).purify(x, torch.tensor([4]), seed=0)  # the shifted copy shares the counter
-    assert int(model.labels[0][0]) == 5 and pur.samples_evaluated == 6
+    pur = DDPMPurifier(model, t_star=60, num_steps=n)
+    shifted = pur.with_index_shift(b)
+    out = shifted.purify(x, torch.tensor([t]), seed=2, sample_ids=torch.tensor([9]))
+    steps = reference_linear_steps(t, n, b)
+    working = reference_working_indices(steps)
+    assert [int(lab[0]) for lab in model.labels] == working
+    assert pur.samples_evaluated == len(working) == min(max(t, 1), n)  # t (or n) steps, not t + b: same counter
+    assert working[0] == max(t - 1, 0) + b and working[-1] == max(-(-t // n) - 1, 0) + b
+    ref = _oracle(model, x[0], t, n, 1.0, 2, 9, steps=steps)
+    torch.testing.assert_close(out[0].to(torch.float64), ref, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="index shift"):
+        DDPMPurifier(model, t_star=999).with_index_shift(2).purify(x, seed=0)
+
+
+def test_extra_steps_visit_every_index_without_gradient_only(tiny_eps, images):
+    """SSNI-N's n + b (the authors' code): with n = t* = 10 and t = 12 the walk is not strided; the surrogate
+    (purify_grad) keeps its own step count."""
+    model, x = tiny_eps(), images(batch=1)
+    pur = DDPMPurifier(model, t_star=10, num_steps=10, grad_num_steps=3).with_extra_steps(2)
+    pur.purify(x, torch.tensor([12]), seed=0)
+    assert [int(lab[0]) for lab in model.labels] == list(range(11, -1, -1))
+    model.labels.clear()
+    pur.purify_grad(x, torch.tensor([12]), seed=0)
+    assert len(model.labels) == 3
+    model.labels.clear()
+    pur.purify(x, torch.tensor([12]), seed=0, surrogate=True)  # BPDA's attack-schedule forward: 3 + 2 steps
+    assert len(model.labels) == 5
 
 
 def test_bad_inputs(tiny_eps, images):

@@ -74,3 +74,27 @@ def test_defense_around_ssni_scores_once(tiny_eps, images):
     votes, _ = GNSDefense(ssni, nn.Sequential(nn.Flatten(), nn.Linear(36, 4)), runs=3).votes(x, seed=0)
     assert votes.sum(dim=1).tolist() == [3, 3]
     assert ssni.score_counter.network_calls == 1  # one score norm shared by the runs
+
+
+def test_defense_around_ssni_rescores_every_vote_as_the_reference(tiny_eps, images):
+    """The authors' evaluation recomputes the score norm (fresh EPS noise) inside its vote loop: vote r scores
+    with vote_score_seed(seed, r), the base seed for vote 0."""
+    from ssni import SSNI, Calibration, eps_score_norm
+    from ssni.purify.gns import vote_score_seed
+
+    model, x = tiny_eps(), images(batch=2)
+    norms = eps_score_norm(model, images(batch=6, seed=1), 3, seed=121)
+    cal = Calibration.from_norms(norms, model_id="tiny", num_levels=3, resolution=(6, 6), seed=121)
+    ssni = SSNI(GNSPurifier(model, t_star=(2, 3), grad_t_star=(3,), grad_num_steps=1), cal, bias=1)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(36, 4))
+    votes, _ = GNSDefense(ssni, classifier, runs=3, scores_per_vote=True).votes(x, seed=7)
+    assert ssni.score_counter.network_calls == 3  # one score norm per vote
+    seeds = [vote_score_seed(7, r) for r in range(3)]
+    assert seeds[0] == 7 and len(set(seeds)) == 3
+    expected = []
+    for r, s in enumerate(seeds):
+        t_r, _ = ssni.timesteps(x, seed=s)
+        expected.append(classifier(ssni.purify(x, t_r, seed=7, draw=r)))
+    assert torch.equal(votes, majority_vote(expected)[0])
+    e = [ssni.scores(x, seed=s) for s in seeds]
+    assert not torch.equal(e[0], e[1])  # fresh EPS noise per vote

@@ -84,6 +84,8 @@ def test_sde_host(tiny_eps, images):
 
 
 def test_reference_linear_shift_quirk(tiny_eps, images):
+    """The authors' SSNI-L walk: noise at t − 1, then their step list for t shifted by b: t steps (n = t* here),
+    from index t − 1 + b down to b, then straight to x̂0."""
     model = tiny_eps()
     cal = _calibration(model, images(batch=6, seed=1))
     x = images(batch=2, seed=6)
@@ -91,10 +93,55 @@ def test_reference_linear_shift_quirk(tiny_eps, images):
     quirk = SSNI(pur, cal, reweight="linear", bias=2, reference_linear_shift=True)
     t, _ = quirk.timesteps(x, seed=0)
     pur.reset()
-    quirk.purify(x, seed=0)
-    assert pur.samples_evaluated == int((t + 2).sum())
+    model.labels.clear()
+    quirk.purify(x, t, seed=0)
+    assert pur.samples_evaluated == int(t.clamp_min(1).sum())
+    assert int(model.labels[0].max()) == int(t.max()) - 1 + 2 and int(model.labels[-1].min()) == 2
     with pytest.raises(ValueError, match="reference_linear_shift"):
         SSNI(pur, cal, reweight="sigmoid", reference_linear_shift=True)
+    with pytest.raises(ValueError, match="2·bias"):
+        SSNI(DDPMPurifier(model, t_star=990), cal, reweight="linear", bias=6, reference_linear_shift=True)
+
+
+def test_ssni_n_defence_visits_every_index(tiny_eps, images):
+    """The authors' SSNI-N defence runs n = t* + b, so t up to t* − 1 + b walks every index (no stride);
+    SSNI-L and the baseline keep n = t*; the differentiable surrogate keeps its own count."""
+    model = tiny_eps()
+    cal = _calibration(model, images(batch=6, seed=1))
+    x = images(batch=1, seed=6)
+    host = DDPMPurifier(model, t_star=10, num_steps=10, grad_num_steps=2)
+    ssni_n = SSNI(host, cal, bias=3)
+    assert ssni_n.purifier.extra_steps == 3 and host.extra_steps == 0
+    model.labels.clear()
+    ssni_n.purify(x, torch.tensor([12]), seed=0)
+    assert [int(lab[0]) for lab in model.labels] == list(range(11, -1, -1))
+    model.labels.clear()
+    SSNI(host, cal, reweight="linear", bias=3).purify(x, torch.tensor([12]), seed=0)
+    assert len(model.labels) == 10  # n = t*: strided, as the reference's SSNI-L
+    model.labels.clear()
+    ssni_n.purify_grad(x, torch.tensor([12]), seed=0)
+    assert len(model.labels) == 2
+    gns = GNSPurifier(model, t_star=(4, 6), num_steps=(4, 6), grad_t_star=(6,), grad_num_steps=1)
+    model.labels.clear()
+    SSNI(gns, cal, bias=2).purify(x, torch.tensor([[5, 7]]), seed=0)
+    assert [int(lab[0]) for lab in model.labels] == [4, 3, 2, 1, 0, 6, 5, 4, 3, 2, 1, 0]  # each stage + b
+
+
+def test_linear_batch_groups_min_max(tiny_eps, images):
+    """SSNI-L's min/max over the reference set and each group of `linear_batch` consecutive samples."""
+    model = tiny_eps()
+    cal = _calibration(model, images(batch=6, seed=1))
+    x = images(batch=4, seed=3) * 0.3
+    e = eps_score_norm(model, x, 3, seed=0)
+    ssni = SSNI(DDPMPurifier(model, t_star=10), cal, reweight="linear", linear_batch=2)
+    expected = torch.cat(
+        [linear_t(g, min(cal.min, float(g.min())), max(cal.max, float(g.max())), 10, 5) for g in e.split(2)]
+    )
+    assert torch.equal(ssni.timesteps_from_scores(e), expected)
+    whole = ssni.with_linear_batch(None)
+    assert whole.score_counter is ssni.score_counter
+    lo, hi = min(cal.min, float(e.min())), max(cal.max, float(e.max()))
+    assert torch.equal(whole.timesteps_from_scores(e), linear_t(e, lo, hi, 10, 5))
 
 
 def test_refusals(tiny_eps, images):

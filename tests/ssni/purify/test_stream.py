@@ -52,6 +52,7 @@ MULTI_STAGE = {
     "gns": lambda m: GNSPurifier(m, t_star=(3, 3, 5, 8), grad_t_star=(3,), grad_num_steps=1),
     "gns-n2": lambda m: GNSPurifier(m, t_star=(4, 6), num_steps=(2, None), grad_t_star=(4,), grad_num_steps=1),
     "gdmp": lambda m: GDMPPurifier(m, t_star=(4, 4, 6), guidance=None),
+    "gdmp-ddpm-sampler": lambda m: GDMPPurifier(m, t_star=(4, 6), guidance=None, sampler="ddpm"),
     "gdmp-inject-at-t": lambda m: GDMPPurifier(m, t_star=(4, 5), guidance=None, reference_inject_at_t=True),
 }
 
@@ -259,6 +260,22 @@ def test_refusals(tiny_eps, images):
         StreamingPurifier(ssni_l).purify_all(x, seed=0)
     with pytest.raises(ValueError, match="score_model"):
         StreamingPurifier(SSNI(pur, cal, score_model=tiny_eps(seed=1)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_is_refused_for_the_score_levels(tiny_eps, images, dtype):
+    """The EPS levels' smallest σ(0.001) ≈ 0.0105 is of the order of bf16's spacing near 1 (7.8e-3): SSNI's
+    score norm is never run under autocast; the host alone may be."""
+    from ssni.schedules import eps_levels
+
+    sigma_min = float(eps_levels(1)[2][0])
+    assert torch.finfo(torch.bfloat16).eps > sigma_min / 2  # why: the rounding step is ~ the smallest σ
+    model = tiny_eps()
+    cal = _calibration(model, images(batch=4, seed=1))
+    ssni = SSNI(DDPMPurifier(model, t_star=4), cal)
+    with pytest.raises(ValueError, match="score norm"):
+        StreamingPurifier(ssni, network_dtype=dtype)
+    StreamingPurifier(ssni.purifier, network_dtype=dtype)  # given t, the host may run reduced
 
 
 @pytest.mark.slow
