@@ -49,6 +49,7 @@ def _run(backend: ModelBackend, path: str, x: torch.Tensor, ids: torch.Tensor, m
     streams = backend.streams
     if path == "chunked":
         backend.streams = None  # the chunked path of the same function
+    backend.forget_scores()  # each path computes its own score norms
     calls, rows = backend.network_calls, backend.samples_evaluated
     if x.is_cuda:
         torch.cuda.synchronize()

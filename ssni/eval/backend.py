@@ -117,6 +117,10 @@ class ModelBackend:
         self._last_scores = (seed, x.detach().clone(), sample_ids.clone(), e)
         return e
 
+    def forget_scores(self) -> None:
+        """Drop the reused score norms (a benchmark timing one purification from scratch)."""
+        self._last_scores = None
+
     def timesteps(self, method: Method, e: Tensor) -> Tensor:
         """`method`'s t for one chunk of score norms e [B] (SSNI-L's min/max take the chunk as its batch)."""
         if method.is_ssni:
