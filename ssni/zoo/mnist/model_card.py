@@ -94,6 +94,7 @@ class MNISTReportConfig:
     sweep_steps: int = 25  # reverse steps per purification in the t* sweep; 0 = every index (the defence)
     grid_t_stars: str = "100,200"
     calibration_samples: int = 1000
+    tau_images: int = 200  # training images (outside the reference set) whose FGSM norms set τ
     num_levels: int = 10
     norm_images: int = 200
     fgsm_eps: float = 0.3
@@ -109,10 +110,8 @@ def _ints(text: str) -> tuple[int, ...]:
 def mnist_report(config: MNISTReportConfig) -> dict:
     """Compute the model-card numbers with the weights in `config.out_dir`; write mnist_report.json, the grid PNG
     and the calibration (mnist_calibration.json + its norms) there. Returns the report dict."""
-    from ssni.attacks import PlainClassifier, pgd_eot
-    from ssni.calibration import calibrate
+    from ssni.calibration import Calibration, calibrate
     from ssni.data.subsets import calibration_subset, mnist_test_subset
-    from ssni.score import eps_score_norm
 
     torch.set_num_threads(config.threads)
     out = Path(config.out_dir)
@@ -152,7 +151,9 @@ def mnist_report(config: MNISTReportConfig) -> dict:
     }
     print(json.dumps(report["purified_clean_accuracy"]), f"({time.perf_counter() - start:.0f}s)", flush=True)
 
-    reference = train.subset(calibration_subset(len(train), config.calibration_samples))
+    # The reference set, and after it (same draw, no overlap) the training images whose FGSM inputs set τ.
+    drawn = calibration_subset(len(train), config.calibration_samples + config.tau_images)
+    reference = train.subset(drawn[: config.calibration_samples])
     calibration = calibrate(
         diffusion,
         reference.images,
@@ -161,6 +162,16 @@ def mnist_report(config: MNISTReportConfig) -> dict:
         seed=config.seed,
         batch_size=100,
     )
+    tau_set = train.subset(drawn[config.calibration_samples :])
+    adv_norms = _norms(diffusion, _fgsm(classifier, tau_set, config.fgsm_eps), config)
+    calibration = Calibration.from_norms(
+        calibration.norms,
+        model_id=calibration.model_id,
+        num_levels=calibration.num_levels,
+        resolution=calibration.resolution,
+        seed=calibration.seed,
+        adv_norms=adv_norms,
+    )
     calibration.save(out / "mnist_calibration.json")
     report["calibration"] = {
         "samples": config.calibration_samples,
@@ -168,32 +179,21 @@ def mnist_report(config: MNISTReportConfig) -> dict:
         "mean": calibration.mean,
         "std": calibration.std,
         "tau": calibration.tau,
+        "tau_from": f"FGSM (eps {config.fgsm_eps:g}) on {config.tau_images} training images",
+        "adversarial_mean": calibration.adv_mean,
     }
     print(json.dumps(report["calibration"]), f"({time.perf_counter() - start:.0f}s)", flush=True)
 
     probe = test.subset(mnist_test_subset(config.norm_images))
-    # FGSM = one PGD iteration of step ε without EOT (the classifier is deterministic).
-    fgsm = pgd_eot(
-        PlainClassifier(classifier), probe.images, probe.labels, sample_ids=torch.arange(len(probe)),
-        norm="Linf", eps=config.fgsm_eps, iterations=1, eot=1, step_size=config.fgsm_eps,
-    ).x_adv  # fmt: skip
     noise = torch.randn(probe.images.shape, generator=torch.Generator().manual_seed(config.seed))
     inputs = {
         "clean": probe.images,
-        f"fgsm_eps{config.fgsm_eps:g}": fgsm,
+        f"fgsm_eps{config.fgsm_eps:g}": _fgsm(classifier, probe, config.fgsm_eps),
         f"gaussian_std{config.noise_std:g}": (probe.images + config.noise_std * noise).clamp(0.0, 1.0),
     }
-    ids = torch.arange(len(probe))
     norms = {}
     for name, x in inputs.items():
-        e = torch.cat(
-            [
-                eps_score_norm(
-                    diffusion, x[i : i + 50], config.num_levels, seed=config.seed, sample_ids=ids[i : i + 50]
-                )
-                for i in range(0, len(x), 50)
-            ]
-        )
+        e = _norms(diffusion, x, config)
         norms[name] = {
             "mean": float(e.mean()),
             "std": float(e.std()),
@@ -206,6 +206,31 @@ def mnist_report(config: MNISTReportConfig) -> dict:
     report["wall_time_s"] = round(time.perf_counter() - start, 1)
     (out / "mnist_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _fgsm(classifier: nn.Module, split, eps: float) -> torch.Tensor:
+    """FGSM = one PGD iteration of step ε without EOT (the classifier is deterministic)."""
+    from ssni.attacks import PlainClassifier, pgd_eot
+
+    return pgd_eot(
+        PlainClassifier(classifier),
+        split.images,
+        split.labels,
+        sample_ids=torch.arange(len(split)),
+        norm="Linf",
+        eps=eps,
+        iterations=1,
+        eot=1,
+        step_size=eps,
+    ).x_adv
+
+
+def _norms(diffusion: nn.Module, x: torch.Tensor, config: MNISTReportConfig) -> torch.Tensor:
+    """Score norms e(x) [N] (row numbers as sample ids)."""
+    from ssni.score import eps_score_norm
+
+    ids = torch.arange(len(x))
+    return eps_score_norm(diffusion, x, config.num_levels, seed=config.seed, sample_ids=ids, chunk_size=500)
 
 
 def mnist_report_main(argv: list[str] | None = None) -> int:
