@@ -284,8 +284,9 @@ def report_files(request: ReportRequest):
 
     log = read_results(request.results)
     with _writing("--out-dir", request.out_dir_path):
-        md = write_report(log, request.out_dir_path)
-    return md, summarize(log)
+        summary = summarize(log)
+        md = write_report(log, request.out_dir_path, summary)
+    return md, summary
 
 
 @contextmanager

@@ -545,9 +545,10 @@ def accuracy_vs_t_series(summary: Summary) -> list[Series]:
     return series
 
 
-def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
+def make_plots(log: ResultsLog, out_dir: str | Path, summary: Summary | None = None) -> list[Path]:
     """Write score-norm histograms, the distribution of t, accuracy vs t and the clean/robust trade-off as PNGs;
-    return the paths. Every legend sits outside its axes, so it never covers data."""
+    return the paths. Every legend sits outside its axes, so it never covers data. `summary`: `summarize(log)`,
+    when the caller has it already."""
     try:
         import matplotlib
     except ImportError:
@@ -558,7 +559,7 @@ def make_plots(log: ResultsLog, out_dir: str | Path) -> list[Path]:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(log)
+    summary = summary or summarize(log)
     plots = (_plot_score_norms, _plot_t_distribution, _plot_accuracy_vs_t, _plot_tradeoff)
     return [plot(plt, log, summary, out_dir) for plot in plots]
 
@@ -691,12 +692,12 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_report(log: ResultsLog, out_dir: str | Path) -> Path:
+def write_report(log: ResultsLog, out_dir: str | Path, summary: Summary | None = None) -> Path:
     """report.md (results, per-seed accuracies, configuration, plots), results.csv, results.tex and the PNGs in
-    `out_dir`; returns the Markdown path."""
+    `out_dir`; returns the Markdown path. `summary`: `summarize(log)`, when the caller has it already."""
     out_dir = Path(out_dir)
-    plots = make_plots(log, out_dir)
-    summary = summarize(log)
+    summary = summary or summarize(log)
+    plots = make_plots(log, out_dir, summary)
     write_text_atomic(out_dir / "results.csv", results_csv(summary))
     write_text_atomic(out_dir / "results.tex", results_latex(summary))
     text = (
