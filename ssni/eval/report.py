@@ -371,9 +371,9 @@ def per_seed_table(summary: Summary) -> str:
 def configuration_markdown(summary: Summary) -> str:
     """Markdown: the defence's settings in one list and the attacks' in a table (`run_configuration`)."""
     d = summary.defence_config
-    seeds = ", ".join(map(str, d["seeds"] or summary.seeds))
+    seeds = list(d["seeds"] or summary.seeds)  # a header-only file may name none
     shared = {
-        "shared": f"made once at seed {(d['seeds'] or summary.seeds)[0]}, evaluated under every seed",
+        "shared": f"made once at seed {seeds[0] if seeds else '–'}, evaluated under every seed",
         "per-seed": "made anew at every seed",
     }.get(d["attack_seeds"], "–")
     lines = [
@@ -381,7 +381,7 @@ def configuration_markdown(summary: Summary) -> str:
         f"{_cell(d['votes'])} vote(s) per input.",
         f"- SSNI: K = {_cell(d['num_levels'])} EPS score levels, τ = {_cell(d['tau'])} (SSNI-N), "
         f"b = {_cell(d['bias'])}.",
-        f"- Seeds {seeds}; adversarial examples {shared}; {summary.num_samples} images.",
+        f"- Seeds {', '.join(map(str, seeds)) or '–'}; adversarial examples {shared}; {summary.num_samples} images.",
         "",
     ]
     head = [
