@@ -50,27 +50,33 @@ def _csv(kind):
 
 
 EVAL_DATA_HELP = "dataset folder (CIFAR-10 python batches; ImageNet val class folders)"
+PURIFY_DATA_HELP = f"with no input: the {EVAL_DATA_HELP}"
 CALIBRATION_DATA_HELP = (
-    "training images: the CIFAR-10 python batches folder (its training batches are read), or ImageNet TRAIN class "
-    "folders (ILSVRC train; a horizontal flip is applied as the reference does). A calibration drawn from the "
-    "folder you evaluate on is refused when its images overlap the evaluation subset"
+    "with no input: the preset's training images, the CIFAR-10 python batches folder (its training batches are "
+    "read) or ImageNet TRAIN class folders (ILSVRC train; a horizontal flip is applied as the reference does). A "
+    "calibration drawn from the folder you evaluate on is refused when its images overlap the evaluation subset"
 )
+INPUT_HELP = "a folder of images, a .pt or .npy file [N, C, H, W] in [0, 1] (default: the preset's {what})"
 
 
-def _add_model_args(p: argparse.ArgumentParser, data_help: str = EVAL_DATA_HELP) -> None:
+def _add_model_args(p: argparse.ArgumentParser, data_help: str, *, classifier: bool = True) -> None:
+    """The options every model-running command takes; `classifier`: also the classifier, the calibration, the
+    constant t* and the ImageNet subset seed (eval and purify; calibrate uses none of them)."""
     p.add_argument("--preset", default="mnist", help=f"one of: {', '.join(PRESETS)} (default: mnist)")
     p.add_argument(
         "--diffusion-checkpoint", type=Path, help="diffusion model file (default: the preset's embedded one)"
     )
-    p.add_argument("--classifier-checkpoint", type=Path, help="classifier file (default: the preset's embedded one)")
     p.add_argument("--data", type=Path, help=data_help)
-    p.add_argument("--calibration", type=Path, help="calibration file from `ssni calibrate` (default: embedded)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--batch-size", type=int, help="images per chunk (default: the preset's)")
     p.add_argument("--num-levels", type=int, help="EPS noise levels T' (default: the preset's)")
+    if not classifier:
+        return
+    p.add_argument("--classifier-checkpoint", type=Path, help="classifier file (default: the preset's embedded one)")
+    p.add_argument("--calibration", type=Path, help="calibration file from `ssni calibrate` (default: embedded)")
     p.add_argument("--tau", type=float, help="SSNI-N temperature (default: the calibration's proposed τ)")
     p.add_argument("--t-star", type=int, help="constant t* of the baseline (single-stage hosts; default: the preset's)")
-    p.add_argument("--data-seed", type=int, default=0, help="ImageNet subset seed (spec §8; default 0)")
+    p.add_argument("--data-seed", type=int, default=0, help="ImageNet evaluation subset seed (default 0)")
 
 
 def _add_linear_batch_eval(p: argparse.ArgumentParser) -> None:
@@ -99,13 +105,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("eval", help="clean and robust accuracy: constant t* vs SSNI-N vs SSNI-L (default: MNIST demo)")
-    _add_model_args(p)
+    _add_model_args(p, EVAL_DATA_HELP)
     p.add_argument("--out", type=Path, help="records file (JSONL, resumable; default: ssni-results/<preset>.jsonl)")
     p.add_argument("--num-samples", type=int, help="images of the protocol subset (default: the preset's)")
     p.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: 121,122,123)")
     p.add_argument("--methods", type=_csv(str), help=f"comma-separated subset of {','.join(METHOD_NAMES)}")
-    p.add_argument("--t-sweep", type=_csv(int), help="extra constant-t baselines, e.g. 50,100,200 (for the report)")
+    p.add_argument(
+        "--t-sweep",
+        type=_csv(int),
+        help="extra constant-t baselines, e.g. 50,100,200 (for the report's accuracy vs t); each point visits every "
+        "index from t − 1 down to 0 when the preset's defence does, so it costs t evaluations per image",
+    )
     p.add_argument("--attacks", type=_csv(str), help="comma-separated attacks (default: the preset's)")
+    p.add_argument(
+        "--eps",
+        type=float,
+        help="attack radius ε of every selected attack (in its norm; the selected attacks must share one norm)",
+    )
+    p.add_argument(
+        "--step-size",
+        type=float,
+        help="attack step of every selected PGD, BPDA and score-aware attack (after --l2-step; AutoAttack sets its "
+        "own steps)",
+    )
     p.add_argument("--iterations", type=int, help="attack iterations (all attacks)")
     p.add_argument("--eot", type=int, help="EOT samples per gradient (all attacks)")
     p.add_argument("--surrogate-steps", type=int, help="reverse steps of the differentiable surrogate")
@@ -147,23 +169,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_batch(p)
 
     p = sub.add_parser("purify", help="purify images; write the purified tensor and per-sample score norm and t")
-    _add_model_args(p)
+    _add_model_args(p, PURIFY_DATA_HELP)
+    p.add_argument("input", nargs="?", type=Path, help=INPUT_HELP.format(what="evaluation subset"))
     p.add_argument(
-        "input", nargs="?", type=Path, help="a folder of images, a .pt or .npy file (default: the preset's data)"
+        "--out",
+        type=Path,
+        required=True,
+        help="purified images, a .pt file of float32 [N, C, H, W]: the values the classifier sees, NOT clamped (the "
+        "reverse walk may end slightly outside [0, 1]; clamp them yourself where [0, 1] is needed)",
     )
-    p.add_argument("--out", type=Path, required=True, help="purified images, a .pt file")
-    p.add_argument("--scores", type=Path, help="per-sample score norm and t, .csv or .json (default: <out>.csv)")
+    p.add_argument(
+        "--scores",
+        type=Path,
+        help="per-sample table, .csv or .json (default: <out>.csv): index, filename (the input file, or "
+        "<file>[i] for a row of a .pt/.npy; empty for the preset's images), sample_id, score_norm, t, pred (and "
+        "label for the preset's images)",
+    )
+    p.add_argument(
+        "--png",
+        type=Path,
+        metavar="DIR",
+        help="also write each purified image as an 8-bit PNG in DIR (clamped to [0, 1]), named after its input file "
+        "(else <index>.png)",
+    )
     p.add_argument("--method", default="ssni-n", help=f"{', '.join(METHOD_NAMES)} or constant@<t> (default ssni-n)")
-    p.add_argument("--seed", type=int, default=121)
+    p.add_argument(
+        "--seed", type=int, default=121, help="noise seed: a sample's noise depends on (seed, sample id) (default 121)"
+    )
     p.add_argument("--num-samples", type=int, help="with no input: how many images of the preset's subset")
     _add_linear_batch_eval(p)
     _add_network_batch(p)
 
-    p = sub.add_parser("calibrate", help="clean score-norm statistics and a proposed τ (spec §3)")
-    _add_model_args(p, CALIBRATION_DATA_HELP)
+    p = sub.add_parser("calibrate", help="clean score-norm statistics and a proposed τ for SSNI")
+    _add_model_args(p, CALIBRATION_DATA_HELP, classifier=False)
+    p.add_argument("input", nargs="?", type=Path, help=INPUT_HELP.format(what="training images") + "; clean images")
     p.add_argument("--out", type=Path, required=True, help="calibration file to write (.json)")
-    p.add_argument("--num-samples", type=int, help="clean training images (default: the preset's, 5000 on CIFAR-10)")
-    p.add_argument("--seed", type=int, default=121)
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        help="with no input: clean training images drawn from the preset's (default: the preset's, 5000 on CIFAR-10)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=121, help="seed of the EPS noise: a sample's noise depends on (seed, sample id)"
+    )
+    p.add_argument("--tau", type=float, help="store this τ instead of the proposed one")
     p.add_argument("--adversarial", type=Path, help="a records file whose adversarial score norms inform τ")
 
     p = sub.add_parser("report", help="Markdown table (mean ± std over seeds) and plots from a records file")
@@ -177,12 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sources(args) -> Sources:
+    """The files the command's flags name (flags a command lacks count as not given)."""
     return Sources(
         diffusion_checkpoint=args.diffusion_checkpoint,
-        classifier_checkpoint=args.classifier_checkpoint,
-        calibration=args.calibration,
+        classifier_checkpoint=getattr(args, "classifier_checkpoint", None),
+        calibration=getattr(args, "calibration", None),
         data=args.data,
-        data_seed=args.data_seed,
+        data_seed=getattr(args, "data_seed", 0),
         device=args.device,
     )
 
@@ -199,6 +249,8 @@ def _overrides(args) -> Overrides:
         methods=None if methods is None else tuple(Method.parse(m) for m in methods),
         t_sweep=get("t_sweep") or (),
         attacks=get("attacks"),
+        eps=get("eps"),
+        step_size=get("step_size"),
         iterations=get("iterations"),
         eot=get("eot"),
         surrogate_steps=get("surrogate_steps"),
@@ -237,6 +289,7 @@ def purify_request(args) -> PurifyRequest:
         overrides=_overrides(args),
         images=args.input,
         scores=args.scores,
+        png=args.png,
         method=Method.parse(args.method),
         seed=args.seed,
         tau=args.tau,
@@ -251,6 +304,7 @@ def calibrate_request(args) -> CalibrateRequest:
         preset=args.preset,
         sources=_sources(args),
         overrides=_overrides(args),
+        images=args.input,
         num_samples=args.num_samples,
         seed=args.seed,
         tau=args.tau,
@@ -305,8 +359,10 @@ def _print_plan(config, data, device: str) -> None:
 def _cmd_purify(args) -> int:
     from ssni.eval.commands import purify_images
 
-    path, scores = purify_images(purify_request(args))
-    print(f"purified images: {path}\nscore norms and t: {scores}")
+    written = purify_images(purify_request(args))
+    print(f"purified images: {written.images}\nscore norms and t: {written.scores}")
+    if written.png is not None:
+        print(f"PNGs: {written.png}")
     return 0
 
 

@@ -117,7 +117,7 @@ def check_images(x: torch.Tensor, *, channels: int, size: int, source: str = "im
     return x.to(torch.float32)
 
 
-def _load_folder(folder: Path, channels: int) -> torch.Tensor:
+def _load_folder(folder: Path, channels: int) -> tuple[torch.Tensor, list[str]]:
     try:
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     except OSError as e:
@@ -128,16 +128,23 @@ def _load_folder(folder: Path, channels: int) -> torch.Tensor:
     shapes = {a.shape[1:] for a in arrays}
     if len(shapes) > 1:
         raise SSNIUserError(f"{folder}: images have different sizes {sorted(shapes)}")
-    return torch.from_numpy(np.stack(arrays))
+    return torch.from_numpy(np.stack(arrays)), [p.name for p in files]
 
 
 def load_images(path: str | Path, *, channels: int, size: int) -> torch.Tensor:
     """Load and validate images from a folder, a .pt file (a tensor) or a .npy file. Returns [N, C, H, W]."""
+    return load_named_images(path, channels=channels, size=size)[0]
+
+
+def load_named_images(path: str | Path, *, channels: int, size: int) -> tuple[torch.Tensor, list[str]]:
+    """`load_images` and the name of every image: its file name in a folder (sorted by name, the order of the
+    images), `<file>[i]` for row i of a .pt or .npy file."""
     path = Path(path)
     if not path.exists():
         raise SSNIUserError(f"input {path} does not exist")
+    names = None
     if path.is_dir():
-        x = _load_folder(path, channels)
+        x, names = _load_folder(path, channels)
     elif path.suffix == ".pt":
         from ssni.models.checkpoint import CheckpointError, read_checkpoint
 
@@ -154,4 +161,5 @@ def load_images(path: str | Path, *, channels: int, size: int) -> torch.Tensor:
         raise SSNIUserError(f"{path}: expected a folder of images, a .pt or a .npy file")
     if isinstance(x, torch.Tensor) and x.dim() == 3 and channels == 1 and x.shape[1:] == (size, size):
         x = x[:, None]  # [N, H, W] grayscale
-    return check_images(x, channels=channels, size=size, source=str(path))
+    x = check_images(x, channels=channels, size=size, source=str(path))
+    return x, names or [f"{path.name}[{i}]" for i in range(x.shape[0])]

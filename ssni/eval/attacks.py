@@ -18,7 +18,7 @@ from ssni.attacks.score_aware import ScoreAwareConfig, ScoreAwareSSNI, score_awa
 from ssni.errors import SSNIUserError
 from ssni.eval.presets import AttackSpec
 
-__all__ = ["ATTACK_KINDS", "run_attack"]
+__all__ = ["ATTACK_KINDS", "STEP_KINDS", "RANDOM_START", "run_attack"]
 
 
 def _pgd(model, spec: AttackSpec, x, y, **kw) -> AttackResult:
@@ -73,6 +73,11 @@ def _without_seed(kw: dict) -> dict:
     """PGD's randomness is the defence's (its seed is the model's): drop the attack seed."""
     return {k: v for k, v in kw.items() if k != "seed"}
 
+
+#: The kinds whose step is `AttackSpec.step_size` (AutoAttack's APGD, FAB and Square set their own steps).
+STEP_KINDS = ("pgd", "bpda", "score-aware")
+#: Whether each kind starts from a random point of the ε-ball (AutoAttack: keyed on seed and sample id) or from x.
+RANDOM_START = {"pgd": False, "bpda": False, "score-aware": False, "autoattack-rand": True, "autoattack-standard": True}
 
 ATTACK_KINDS: dict[str, Callable[..., AttackResult]] = {
     "pgd": _pgd,

@@ -5,8 +5,10 @@ builds the defence (constant t*, a constant t of a sweep, SSNI-N, SSNI-L around 
 the attacks against it (`AdaptiveSSNI` for SSNI: t recomputed at every attack iteration).
 
 Each method purifies with its own copy of the host (`SSNI.purifier`; same network and counter): SSNI-N's takes b
-more steps without gradient, as the authors' code. SSNI-L's min/max groups are the preset's
-`linear_batch_eval` while evaluating and `linear_batch_attack` while attacking.
+more steps without gradient, as the authors' code. A point of a constant-t sweep (constant@t) above the host's step
+count n takes t − n more when the host visits every index (n = t*), so that every point of the sweep visits every
+index from t − 1 down to 0 as the baseline does (t evaluations per image), never a strided walk. SSNI-L's min/max
+groups are the preset's `linear_batch_eval` while evaluating and `linear_batch_attack` while attacking.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class ModelBackend:
         }
         self.hosts = {"constant": self.purifier, **{kind: s.purifier for kind, s in self.ssni.items()}}
         self.streams, self.engines = self._streams()
+        self._sweep_hosts: dict[int, tuple] = {}  # constant t → (its host, its streaming engine or None)
         self._last_scores: tuple | None = None  # (seed, x, ids, e) of the last score norms, for reuse
 
     def _streams(self):
@@ -83,8 +86,32 @@ class ModelBackend:
         engines = {kind: by_host[id(host)] for kind, host in self.hosts.items()}
         return (StreamingPurifier(self.ssni["ssni-n"], self.network_batch), *by_host.values()), engines
 
+    def host(self, method: Method):
+        """The purifier `method` runs without gradient (module docstring): SSNI's own copy, the host itself, or
+        for a constant t above the host's n when the host visits every index, a copy with t − n extra steps."""
+        t_star, n = self.preset.purifier.stages[0]
+        if method.t is None or method.t <= n or n < t_star:
+            return self.hosts[method.kind]
+        return self._sweep_point(method.t)[0]
+
+    def _sweep_point(self, t: int) -> tuple:
+        """(host, streaming engine or None) of the sweep point constant@t (made once; same network and counter)."""
+        from ssni.purify import StreamingPurifier
+
+        if t not in self._sweep_hosts:
+            host = self.purifier.with_extra_steps(t - self.preset.purifier.stages[0][1])
+            engine = StreamingPurifier(host, self.network_batch) if self.streams is not None else None
+            self._sweep_hosts[t] = (host, engine)
+        return self._sweep_hosts[t]
+
+    def _engine(self, method: Method):
+        """The streaming engine of `method`'s host."""
+        host = self.host(method)
+        return self.engines[method.kind] if host is self.hosts[method.kind] else self._sweep_point(method.t)[1]
+
     def _counters(self):
-        engines = [s.stats for s in self.streams or ()]
+        sweep = [engine for _, engine in self._sweep_hosts.values() if engine is not None]
+        engines = [s.stats for s in (*(self.streams or ()), *sweep)]
         return [self.purifier.counter, *(s.score_counter for s in self.ssni.values()), *engines]
 
     @property
@@ -147,8 +174,8 @@ class ModelBackend:
         """[R, N, ...]: `method`'s purifications of x [N] in [0, 1] (any device) at t, one per noise draw, on x's
         device; streamed when `streamed(x)`, else the method's host in runs of network_batch samples."""
         if self.streamed(x):
-            return self.engines[method.kind].purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=draws)
-        dev, host = self.device, self.hosts[method.kind]
+            return self._engine(method).purify_draws(x, t, seed=seed, sample_ids=sample_ids, draws=draws)
+        dev, host = self.device, self.host(method)
 
         def one_draw(draw: int) -> Tensor:
             parts = [
@@ -212,7 +239,7 @@ class ModelBackend:
         from ssni import GNSDefense
         from ssni.attacks import AdaptiveSSNI, PurifiedClassifier
 
-        defence = self.purifier
+        defence = self.host(method)
         if method.is_ssni:
             defence = self.ssni[method.kind]
             if method.kind == "ssni-l":

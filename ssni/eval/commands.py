@@ -2,7 +2,7 @@
 what the CLI prints; none reads argparse.
 
     prepare_eval(EvalRequest)          → (EvalConfig, ModelBackend, EvalData, device) for `ssni.eval.runner.run_eval`
-    purify_images(PurifyRequest)       → (purified .pt, per-sample table)
+    purify_images(PurifyRequest)       → PurifyOutputs (purified .pt, per-sample table, PNG folder)
     calibrate_files(CalibrateRequest)  → (calibration file, a summary text)
     report_files(ReportRequest)        → (report.md beside its plots, the summary)
 
@@ -17,7 +17,8 @@ import dataclasses
 import io
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ import torch
 from ssni.atomic_files import atomic_output
 from ssni.errors import SSNIUserError, one_line
 from ssni.eval.backend import ModelBackend, recorded_t
+from ssni.eval.flag_use import check_flags_used
 from ssni.eval.loading import (
     check_calibration_disjoint,
     load_calibration,
@@ -37,7 +39,7 @@ from ssni.eval.presets import Preset, resolve_preset
 from ssni.eval.requests import CalibrateRequest, EvalRequest, PurifyRequest, ReportRequest, Sources, check_output
 from ssni.eval.runner import EvalConfig, EvalData, adversarial_folder
 
-__all__ = ["prepare_eval", "purify_images", "calibrate_files", "report_files"]
+__all__ = ["prepare_eval", "purify_images", "PurifyOutputs", "calibrate_files", "report_files"]
 
 
 def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalData, str]:
@@ -45,6 +47,7 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
     preset = resolve_preset(request.preset, request.overrides, smoke=request.smoke)
     src = request.sources
     _check_methods(preset, preset.methods)
+    check_flags_used(preset, request.overrides, preset.methods, request.tau)
     _require_paths(preset, src)
     device = resolve_device(src.device)
     data = load_eval_data(preset, src.data, src.data_seed)
@@ -71,21 +74,33 @@ def prepare_eval(request: EvalRequest) -> tuple[EvalConfig, ModelBackend, EvalDa
     return config, backend, data, device
 
 
-def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
-    """`ssni purify`: purified images (.pt) and a per-sample table of score norm and t (.csv or .json)."""
-    from ssni.data.images import load_images
+@dataclass(frozen=True)
+class PurifyOutputs:
+    """What `ssni purify` wrote: the purified tensor, the per-sample table and the PNG folder (None: no PNGs)."""
+
+    images: Path
+    scores: Path
+    png: Path | None
+
+
+def purify_images(request: PurifyRequest) -> PurifyOutputs:
+    """`ssni purify`: purified images (.pt, float32 [N, C, H, W] as the classifier sees them: not clamped), a
+    per-sample table of file name, score norm and t (.csv or .json) and, on request, 8-bit PNGs (clamped)."""
+    from ssni.data.images import load_named_images
 
     preset = resolve_preset(request.preset, request.overrides)
     src = request.sources
     _check_methods(preset, (request.method,))
+    check_flags_used(preset, request.overrides, (request.method,), request.tau)
     _require_paths(preset, src, data=request.images is None)
     device = resolve_device(src.device)
     if request.images is not None:
-        images = load_images(request.images, channels=preset.channels, size=preset.image_size)
+        images, names = load_named_images(request.images, channels=preset.channels, size=preset.image_size)
         labels, ids = None, torch.arange(images.shape[0])
     else:
         data = load_eval_data(preset, src.data, src.data_seed)
         images, labels, ids = data.images, data.labels, data.sample_ids
+        names = [""] * images.shape[0]  # the preset's images have no file; sample_id names them
     models = load_models(preset, src, device)
     calibration = load_calibration(preset, src.calibration, models, preset.num_levels)
     if request.images is None:
@@ -101,6 +116,7 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
     for i in range(images.shape[0]):
         row = {
             "index": i,
+            "filename": names[i],
             "sample_id": int(ids[i]),
             "score_norm": float(e[i]),
             "t": int(t_rec[i]),
@@ -129,18 +145,52 @@ def purify_images(request: PurifyRequest) -> tuple[Path, Path]:
                 scores_path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_output(scores_path) as scores_tmp:
                     scores_tmp.write_text(table, encoding="utf-8", newline="")
-    return request.out, scores_path
+                    if request.png is not None:
+                        with _writing("--png", request.png):
+                            _write_pngs(purified.cpu(), names, request.png)
+    return PurifyOutputs(request.out, scores_path, request.png)
+
+
+def _png_names(names: list[str]) -> list[str]:
+    """The PNG file name of each purified image: its input file's stem (`<file>[i]` rows and the preset's images:
+    the zero-padded index), prefixed by the index where two stems would collide."""
+    width = len(str(max(len(names) - 1, 0)))
+    stems = [Path(n).stem if n and not n.endswith("]") else f"{i:0{width}d}" for i, n in enumerate(names)]
+    if len(set(stems)) < len(stems):
+        stems = [s if s == f"{i:0{width}d}" else f"{i:0{width}d}-{s}" for i, s in enumerate(stems)]
+    return [f"{s}.png" for s in stems]
+
+
+def _write_pngs(images: torch.Tensor, names: list[str], folder: Path) -> None:
+    """images float [N, C, H, W] as 8-bit PNGs (clamped to [0, 1], rounded to k/255) in `folder`, all or none."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    with ExitStack() as stack:
+        for array, name in zip(pixels, _png_names(names)):
+            tmp = stack.enter_context(atomic_output(folder / name))
+            Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(tmp, format="PNG")
 
 
 def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
-    """`ssni calibrate`: clean score-norm statistics of the §3 reference set and a proposed τ."""
+    """`ssni calibrate`: clean score-norm statistics of the reference set (the user's images, else the preset's
+    training images) and a proposed τ."""
     from ssni import Calibration, calibrate, tau_sweep
 
     preset = resolve_preset(request.preset, request.overrides)
     src = request.sources
-    _require_paths(preset, src, classifier=False)
+    _require_paths(preset, src, data=request.images is None, classifier=False)
     device = resolve_device(src.device)
-    images, source = load_calibration_images(preset, src.data, request.num_samples or preset.calibration_samples)
+    if request.images is None and src.data is not None and preset.dataset == "mnist":
+        raise SSNIUserError(
+            f"--data {src.data}: the mnist preset calibrates on the embedded MNIST training images; to calibrate on "
+            f"your own images give them as the input: ssni calibrate {src.data} --out {request.out}"
+        )
+    if request.images is not None:
+        images, source = _user_calibration_images(preset, request.images)
+    else:
+        images, source = load_calibration_images(preset, src.data, request.num_samples or preset.calibration_samples)
     models = load_models(preset, src, device, classifier=False)
     adversarial = None
     if request.adversarial is not None:
@@ -177,14 +227,34 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
         request.out.parent.mkdir(parents=True, exist_ok=True)
         path = cal.save(request.out)
     sweep = ", ".join(f"{t:.4g}" for t in tau_sweep(cal))
+    what = "training images" if request.images is None else f"images of {request.images}"
     text = (
-        f"clean score norms of {cal.num_samples} training images (T'={cal.num_levels}, seed {cal.seed}, model "
+        f"clean score norms of {cal.num_samples} {what} (T'={cal.num_levels}, seed {cal.seed}, model "
         f"{cal.model_id}):\n  mean {cal.mean:.4g}  std {cal.std:.4g}  min {cal.min:.4g}  max {cal.max:.4g}\n"
         f"  proposed tau {cal.tau:.4g}"
         + (f" (adversarial mean {cal.adv_mean:.4g})" if cal.adv_mean else "")
         + f"\n  tau sweep: {sweep}"
     )
     return path, text
+
+
+def _user_calibration_images(preset: Preset, path: Path) -> tuple[torch.Tensor, dict]:
+    """The user's clean images (a folder, .pt or .npy) and the source a calibration records for them."""
+    from ssni.data.images import load_images
+
+    images = load_images(path, channels=preset.channels, size=preset.image_size)
+    if images.shape[0] < 2:
+        raise SSNIUserError(f"input {path}: a calibration needs two images at least, got {images.shape[0]}")
+    n = images.shape[0]
+    source = {
+        "dataset": preset.dataset,
+        "split": "input",
+        "folder": str(Path(path).resolve()),
+        "num_files": n,
+        "num_samples": n,
+        "flip": False,
+    }
+    return images, source
 
 
 def _check_methods(preset: Preset, methods) -> None:
@@ -214,8 +284,9 @@ def report_files(request: ReportRequest):
 
     log = read_results(request.results)
     with _writing("--out-dir", request.out_dir_path):
-        md = write_report(log, request.out_dir_path)
-    return md, summarize(log)
+        summary = summarize(log)
+        md = write_report(log, request.out_dir_path, summary)
+    return md, summary
 
 
 @contextmanager

@@ -335,9 +335,14 @@ def resolve_preset(name: str, overrides: Overrides = Overrides(), *, smoke: bool
     o = overrides
     preset = preset.select_attacks(o.attacks)
     methods = (o.methods or preset.methods) + tuple(Method("constant", t) for t in o.t_sweep)
-    attacks = tuple(replace(a, iterations=o.iterations or a.iterations, eot=o.eot or a.eot) for a in preset.attacks)
+    attacks = tuple(
+        replace(a, iterations=o.iterations or a.iterations, eot=o.eot or a.eot, eps=o.eps or a.eps)
+        for a in preset.attacks
+    )
     if o.l2_step is not None:
         attacks = tuple(a.with_l2_step(o.l2_step, preset.channels * preset.image_size**2) for a in attacks)
+    if o.step_size is not None:  # the step of the form that runs (after --l2-step)
+        attacks = tuple(replace(a, step_size=o.step_size) for a in attacks)
     if o.bpda_schedule is not None:
         attacks = tuple(replace(a, bpda_schedule=o.bpda_schedule) if a.is_bpda else a for a in attacks)
     purifier = preset.purifier
@@ -358,7 +363,7 @@ def resolve_preset(name: str, overrides: Overrides = Overrides(), *, smoke: bool
     note = preset.demo_note
     if smoke:
         note = SMOKE_NOTE
-    elif note and any(v is not None for v in (o.iterations, o.eot, o.surrogate_steps)):
+    elif note and any(v is not None for v in (o.iterations, o.eot, o.surrogate_steps, o.eps, o.step_size)):
         note = "attack budget changed on the command line"
     return preset.with_overrides(
         num_samples=o.num_samples,

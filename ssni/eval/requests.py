@@ -93,6 +93,8 @@ class Overrides:
     methods: tuple[Method, ...] | None = None  # defences to compare
     t_sweep: tuple[int, ...] = ()  # extra constant-t baselines
     attacks: tuple[str, ...] | None = None  # attack names of the preset
+    eps: float | None = None  # attack radius of every selected attack (they must share one norm)
+    step_size: float | None = None  # attack step of every selected attack that takes one (PGD, BPDA, score-aware)
     iterations: int | None = None  # attack iterations (all attacks)
     eot: int | None = None  # EOT samples per gradient (all attacks)
     surrogate_steps: int | None = None  # reverse steps of the differentiable surrogate
@@ -109,6 +111,8 @@ class Overrides:
             _int(f"--{name.replace('_', '-')}", getattr(self, name))
         _int("--linear-batch-eval", self.linear_batch_eval)
         _int("--num-levels", self.num_levels, high=NUM_TRAIN_STEPS)
+        for flag, value in (("--eps", self.eps), ("--step-size", self.step_size)):
+            _check_positive(flag, value)
         _choice("--l2-step", self.l2_step, ("sign", "normalized"))
         _choice("--bpda-schedule", self.bpda_schedule, ("defence", "surrogate"))
         if self.seeds is not None:
@@ -166,6 +170,7 @@ class PurifyRequest:
     overrides: Overrides = field(default_factory=Overrides)
     images: Path | None = None  # a folder of images, a .pt or .npy file (None: the preset's data)
     scores: Path | None = None  # the per-sample table, .csv or .json (None: <out>.csv)
+    png: Path | None = None  # a folder for 8-bit PNGs of the purified images (None: none written)
     method: Method = Method("ssni-n")
     seed: int = 121
     tau: float | None = None
@@ -179,14 +184,11 @@ class PurifyRequest:
         _int("--network-batch", self.network_batch)
         _int("--seed", self.seed, low=0, high=MAX_SEED, optional=False)
         _check_tau(self.tau)
-        if self.images is not None:
-            for flag, value in (("--num-samples", self.overrides.num_samples), ("--data", self.sources.data)):
-                if value is not None:
-                    raise SSNIUserError(
-                        f"{flag} picks the preset's images; it is not used with an input ({self.images})"
-                    )
+        _refuse_with_input(self.images, self.sources, self.overrides.num_samples)
         check_output("--out", self.out)
         check_output("--scores", self.scores_path)
+        if self.png is not None:
+            check_output("--png", self.png, folder=True)
 
     @property
     def scores_path(self) -> Path:
@@ -195,13 +197,14 @@ class PurifyRequest:
 
 @dataclass(frozen=True)
 class CalibrateRequest:
-    """`ssni calibrate`: clean score-norm statistics of the §3 reference set and a proposed τ."""
+    """`ssni calibrate`: clean score-norm statistics of the reference set and a proposed τ."""
 
     out: Path  # calibration file (.json)
     preset: str = "mnist"
     sources: Sources = field(default_factory=Sources)
     overrides: Overrides = field(default_factory=Overrides)
-    num_samples: int | None = None  # clean training images (None: the preset's)
+    images: Path | None = None  # the user's clean images: a folder, a .pt or .npy file (None: the preset's)
+    num_samples: int | None = None  # clean training images drawn from the preset's (None: the preset's number)
     seed: int = 121
     tau: float | None = None  # store this τ instead of the proposal
     adversarial: Path | None = None  # a records file whose adversarial score norms inform τ
@@ -210,6 +213,7 @@ class CalibrateRequest:
         _int("--num-samples", self.num_samples, low=2)  # statistics need two norms at least
         _int("--seed", self.seed, low=0, high=MAX_SEED, optional=False)
         _check_tau(self.tau)
+        _refuse_with_input(self.images, self.sources, self.num_samples)
         if self.sources.data_seed != 0:
             raise SSNIUserError("--data-seed picks the ImageNet evaluation subset; calibrate does not use it")
         check_output("--out", self.out)
@@ -239,6 +243,21 @@ def _choice(flag: str, value, choices: tuple[str, ...]) -> None:
         raise SSNIUserError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def _check_positive(flag: str, value) -> None:
+    """None (not given) or a positive finite number."""
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+    if value is not None and not valid:
+        raise SSNIUserError(f"{flag} must be a positive finite number, got {value!r}")
+
+
 def _check_tau(tau) -> None:
-    if tau is not None and not (isinstance(tau, (int, float)) and tau > 0 and tau != float("inf")):
-        raise SSNIUserError(f"--tau must be a positive finite number, got {tau!r}")
+    _check_positive("--tau", tau)
+
+
+def _refuse_with_input(images: Path | None, sources: Sources, num_samples: int | None) -> None:
+    """--num-samples and --data pick the preset's images: not used when the command is given its own."""
+    if images is None:
+        return
+    for flag, value in (("--num-samples", num_samples), ("--data", sources.data)):
+        if value is not None:
+            raise SSNIUserError(f"{flag} picks the preset's images; it is not used with an input ({images})")
