@@ -3,10 +3,14 @@
 // Per sample and element e: key = (seed lo, seed hi), counter = (e div 4, step, sample id, stream); the four
 // output words become uniforms u = (r >> 9)·2^-23 + 2^-24 and two Box–Muller pairs (z0, z1), (z2, z3).
 // The words are bit-identical to philox.py; the normals are computed in float32 with polynomial log/sin/cos
-// (a few ulp from the float64 definition) so that the block loop vectorises.
+// (a few ulp from the float64 definition), the same bits on every instruction set.
+//
+// The generator is compiled once per instruction set (isa/philox_kernels.cpp) and chosen at run time
+// (philox.cpp): the widest the CPU has, at most SSNI_CPU_CAPABILITY (default, avx2, avx512) when that is set.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace ssni {
 
@@ -16,7 +20,7 @@ constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
 constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
 constexpr int kPhiloxRounds = 10;
 
-// Philox4x32-10 of one counter, in place. Scalar form; the normal generator uses a lane-parallel copy.
+// Philox4x32-10 of one counter, in place: the plain definition, for arbitrary counters (philox_bits).
 inline void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
   for (int r = 0; r < kPhiloxRounds; ++r) {
     const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c[0];
@@ -47,8 +51,26 @@ inline PhiloxRow make_philox_row(int64_t seed, int64_t sample_id, int64_t step, 
                    static_cast<uint32_t>(sample_id), static_cast<uint32_t>(stream)};
 }
 
-// Normals of groups [group0, group0 + n_groups) of one sample: out[4·i + j] = z_j of group group0 + i.
-// out must hold 4·n_groups floats. AVX2+FMA code when the CPU has it, else plain C++ (chosen at load time).
+// Instruction sets the generator is compiled for, in increasing order (names: default, avx2, avx512).
+enum class CpuCapability { kDefault, kAvx2, kAvx512 };
+
+const char* capability_name(CpuCapability capability);
+
+// Parses a name of capability_name; an error naming `what` (where the name came from) otherwise.
+CpuCapability parse_capability(const char* name, const char* what);
+
+// Those this build has and this CPU runs, in increasing order (kDefault always).
+const std::vector<CpuCapability>& available_capabilities();
+
+// The one the ops use: the widest available, capped by SSNI_CPU_CAPABILITY (read once, at the first call).
+CpuCapability active_capability();
+
+// Normals of groups [group0, group0 + n_groups) of one sample: out[4·i + j] = z_j of group group0 + i
+// (4·n_groups floats). With the active capability, or a given available one.
 void philox_normals(const PhiloxRow& row, uint32_t group0, int64_t n_groups, float* out);
+void philox_normals(CpuCapability capability, const PhiloxRow& row, uint32_t group0, int64_t n_groups, float* out);
+
+// The words of the same counters: out[4·i + j] = word j of group group0 + i (4·n_groups words).
+void philox_words(CpuCapability capability, const PhiloxRow& row, uint32_t group0, int64_t n_groups, uint32_t* out);
 
 }  // namespace ssni
