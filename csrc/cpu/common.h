@@ -1,4 +1,5 @@
-// Shared pieces of the CPU kernels: argument checks, the chunked parallel loop, and the noise source.
+// Shared pieces of the CPU kernels: argument checks, the chunked parallel loop, the noise source and the fused
+// elementwise loop (its arithmetic: the per-ISA kernels of isa_kernels.h).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -10,12 +11,17 @@
 #include <type_traits>
 #include <vector>
 
+#include "isa_dispatch.h"
 #include "philox.h"
 
 namespace ssni::cpu {
 
-// Elements per work item: a multiple of 4 (whole Philox groups) whose buffers stay in L1/L2.
+// Elements per work item: a multiple of kBlock.
 constexpr int64_t kChunk = 4096;
+// Elements per step within a work item: a multiple of 4 (whole Philox groups) small enough that generating a
+// block's noise and using it alternate finely, so that the memory streams of x and out keep flowing while the
+// generator computes (and the buffers stay in L1).
+constexpr int64_t kBlock = 512;
 
 // Stream ids of reference.py (STREAM_*): separate the ops' noise.
 constexpr int64_t kStreamNoiseInject = 0;
@@ -70,6 +76,41 @@ void for_each_chunk(int64_t rows, int64_t row_numel, const F& f) {
   });
 }
 
+inline PhiloxRow make_philox_row(int64_t seed, int64_t sample_id, int64_t step, int64_t stream) {
+  const uint64_t s = static_cast<uint64_t>(seed);
+  return PhiloxRow{static_cast<uint32_t>(s), static_cast<uint32_t>(s >> 32), static_cast<uint32_t>(step),
+                   static_cast<uint32_t>(sample_id), static_cast<uint32_t>(stream)};
+}
+
+// The kernels of isa_kernels.h by arithmetic type.
+inline void affine(const IsaKernels& k, float* out, const float* x, const float* e, const float* z, float cx,
+                   float ce, float cz, int64_t n) {
+  k.affine_f32(out, x, e, z, cx, ce, cz, n);
+}
+inline void affine(const IsaKernels& k, double* out, const double* x, const double* e, const double* z, double cx,
+                   double ce, double cz, int64_t n) {
+  k.affine_f64(out, x, e, z, cx, ce, cz, n);
+}
+inline void add_scaled(const IsaKernels& k, float* acc, const float* src, float w, int64_t n) {
+  k.add_scaled_f32(acc, src, w, n);
+}
+inline void add_scaled(const IsaKernels& k, double* acc, const double* src, double w, int64_t n) {
+  k.add_scaled_f64(acc, src, w, n);
+}
+inline float sum_squares(const IsaKernels& k, const float* v, int64_t n) { return k.sum_squares_f32(v, n); }
+inline double sum_squares(const IsaKernels& k, const double* v, int64_t n) { return k.sum_squares_f64(v, n); }
+
+// src[0, n) in the arithmetic type acc_t: src itself when it has that type, else converted into buffer.
+template <typename acc_t, typename scalar_t>
+const acc_t* as_acc(const scalar_t* src, int64_t n, acc_t* buffer) {
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    return src;
+  } else {
+    for (int64_t i = 0; i < n; ++i) buffer[i] = static_cast<acc_t>(src[i]);
+    return buffer;
+  }
+}
+
 // Where a step's ε comes from: a given tensor (one row per output row, contiguous), or the Philox stream.
 template <typename scalar_t>
 struct NoiseSource {
@@ -81,31 +122,28 @@ struct NoiseSource {
   const int64_t* steps = nullptr;       // per-sample step words (the step ops' `steps`); null: `step` for all
   const int64_t* sample_ids = nullptr;  // null: the sample's row index is its id
 
-  // z[0, len) ← ε of output row `row` (input sample `sample`, level `level`) at elements [start, start + len);
-  // start is a multiple of 4 and z holds kChunk values.
+  // ε of output row `row` (input sample `sample`, level `level`) at elements [start, start + len), len ≤ kBlock,
+  // start a multiple of 4, in the arithmetic type: the given row itself when it has that type, else in z.
   template <typename acc_t>
-  void load(int64_t row, int64_t sample, int64_t level, int64_t row_numel, int64_t start, int64_t len,
-            acc_t* z) const {
-    if (given != nullptr) {
-      const scalar_t* src = given + row * row_numel + start;
-      for (int64_t i = 0; i < len; ++i) z[i] = static_cast<acc_t>(src[i]);
-      return;
-    }
+  const acc_t* load(const IsaKernels& kernels, int64_t row, int64_t sample, int64_t level, int64_t row_numel,
+                    int64_t start, int64_t len, acc_t* z) const {
+    if (given != nullptr) return as_acc(given + row * row_numel + start, len, z);
     const int64_t id = sample_ids != nullptr ? sample_ids[sample] : sample;
     const int64_t word = step_is_level ? level : (steps != nullptr ? steps[sample] : step);
     const PhiloxRow key = make_philox_row(seed, id, word, stream);
     const uint32_t group0 = static_cast<uint32_t>(start / 4);
-    if constexpr (std::is_same_v<acc_t, float>) {
-      philox_normals(key, group0, (len + 3) / 4, z);
+    if constexpr (std::is_same_v<acc_t, double>) {
+      alignas(64) float normals[kBlock];
+      kernels.philox_normals(key, group0, (len + 3) / 4, normals);
+      for (int64_t i = 0; i < len; ++i) z[i] = normals[i];
+    } else {
+      kernels.philox_normals(key, group0, (len + 3) / 4, z);
       if constexpr (!std::is_same_v<scalar_t, float>) {
         // The reference draws ε in x's dtype: round half/bfloat16 noise the same way.
         for (int64_t i = 0; i < len; ++i) z[i] = static_cast<float>(static_cast<scalar_t>(z[i]));
       }
-    } else {
-      alignas(64) float tmp[kChunk];
-      philox_normals(key, group0, (len + 3) / 4, tmp);
-      for (int64_t i = 0; i < len; ++i) z[i] = static_cast<acc_t>(tmp[i]);
     }
+    return z;
   }
 };
 
@@ -145,36 +183,37 @@ struct RowCoefs {
   bool copy = false;
 };
 
-// The one fused elementwise kernel behind every op but score_norm. Output row r reads x row r mod B (levels
-// repeat the batch), eps_hat row r (when given) and noise row r. Arithmetic in acc_type<scalar_t>.
+// The one fused elementwise loop behind every op but score_norm: out = cx·x + ce·ε̂ + cz·z per output row. Output row
+// r reads x row r mod B (levels repeat the batch), eps_hat row r (when given) and noise row r. Arithmetic in
+// acc_type<scalar_t> by the ISA's affine kernel, block by block (half/bfloat16 through float buffers).
 template <typename scalar_t>
 void affine_rows(scalar_t* out, const scalar_t* x, int64_t x_rows, const scalar_t* eps_hat,
                  const NoiseSource<scalar_t>& noise, const std::vector<RowCoefs>& coefs, int64_t row_numel) {
   using acc_t = acc_type<scalar_t>;
+  const IsaKernels& kernels = isa_kernels();
   const int64_t rows = static_cast<int64_t>(coefs.size());
   for_each_chunk(rows, row_numel, [&](int64_t row, int64_t start, int64_t len) {
     const RowCoefs& c = coefs[row];
     const int64_t sample = row % x_rows;
-    const scalar_t* xs = x + sample * row_numel + start;
-    scalar_t* dst = out + row * row_numel + start;
     if (c.copy) {
-      std::copy(xs, xs + len, dst);
+      std::copy(x + sample * row_numel + start, x + sample * row_numel + start + len, out + row * row_numel + start);
       return;
     }
     const acc_t cx = static_cast<acc_t>(c.cx), ce = static_cast<acc_t>(c.ce), cz = static_cast<acc_t>(c.cz);
-    alignas(64) acc_t z[kChunk];
-    if (c.cz != 0.0) {
-      noise.load(row, sample, row / x_rows, row_numel, start, len, z);
-    } else {
-      std::fill(z, z + len, acc_t(0));
-    }
-    if (eps_hat != nullptr) {
-      const scalar_t* es = eps_hat + row * row_numel + start;
-      for (int64_t i = 0; i < len; ++i) {
-        dst[i] = static_cast<scalar_t>(cx * static_cast<acc_t>(xs[i]) + ce * static_cast<acc_t>(es[i]) + cz * z[i]);
+    alignas(64) acc_t x_buffer[kBlock], e_buffer[kBlock], z_buffer[kBlock], out_buffer[kBlock];
+    for (int64_t offset = start; offset < start + len; offset += kBlock) {
+      const int64_t n = std::min(kBlock, start + len - offset);
+      const acc_t* xs = as_acc(x + sample * row_numel + offset, n, x_buffer);
+      const acc_t* es = eps_hat != nullptr ? as_acc(eps_hat + row * row_numel + offset, n, e_buffer) : nullptr;
+      const acc_t* zs =
+          c.cz != 0.0 ? noise.load(kernels, row, sample, row / x_rows, row_numel, offset, n, z_buffer) : nullptr;
+      scalar_t* dst = out + row * row_numel + offset;
+      if constexpr (std::is_same_v<acc_t, scalar_t>) {
+        affine(kernels, dst, xs, es, zs, cx, ce, cz, n);
+      } else {
+        affine(kernels, out_buffer, xs, es, zs, cx, ce, cz, n);
+        for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(out_buffer[i]);
       }
-    } else {
-      for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(cx * static_cast<acc_t>(xs[i]) + cz * z[i]);
     }
   });
 }

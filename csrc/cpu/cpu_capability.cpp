@@ -1,6 +1,6 @@
-// Diagnostics of the per-ISA Philox generator (philox.h), in a namespace of their own that exists wherever this
+// Diagnostics of the per-ISA kernels (isa_dispatch.h), in a namespace of their own that exists wherever this
 // library is loaded (the ssni:: schemas live in ssni_kernels/ops.py): which instruction set the ops use, and the
-// generator of any available one on its own, single-threaded, for the cross-ISA tests and the RNG benchmark.
+// Philox generator of any available one on its own, single-threaded, for the cross-ISA tests and the RNG benchmark.
 //
 //   ssni_cpu::capability() -> str        the instruction set the ops use (default, avx2 or avx512)
 //   ssni_cpu::capabilities() -> str[]    those this build and CPU run, in increasing order
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "philox.h"
+#include "common.h"
 
 namespace ssni::cpu {
 namespace {
@@ -40,7 +40,7 @@ at::Tensor philox_normals_op(int64_t seed, int64_t sample_id, int64_t step, int6
   const PhiloxRow row = checked_row("philox_normals", seed, sample_id, step, stream, group0, n_groups);
   const CpuCapability isa = parse_capability(std::string(capability).c_str(), "capability");
   at::Tensor out = at::empty({4 * n_groups}, at::kFloat);
-  philox_normals(isa, row, static_cast<uint32_t>(group0), n_groups, out.data_ptr<float>());
+  isa_kernels(isa).philox_normals(row, static_cast<uint32_t>(group0), n_groups, out.data_ptr<float>());
   return out;
 }
 
@@ -49,7 +49,7 @@ at::Tensor philox_words_op(int64_t seed, int64_t sample_id, int64_t step, int64_
   const PhiloxRow row = checked_row("philox_words", seed, sample_id, step, stream, group0, n_groups);
   const CpuCapability isa = parse_capability(std::string(capability).c_str(), "capability");
   std::vector<uint32_t> words(4 * n_groups);
-  philox_words(isa, row, static_cast<uint32_t>(group0), n_groups, words.data());
+  isa_kernels(isa).philox_words(row, static_cast<uint32_t>(group0), n_groups, words.data());
   at::Tensor out = at::empty({n_groups, 4}, at::kLong);
   int64_t* dst = out.data_ptr<int64_t>();
   for (int64_t i = 0; i < 4 * n_groups; ++i) dst[i] = words[i];

@@ -1,9 +1,8 @@
-// The Philox normal stream (philox.h) written once for every instruction set: setup.py compiles this file once per
-// ISA with that ISA's flags and -DSSNI_CPU_CAPABILITY=<namespace> (ATen's CPU-capability scheme), and philox.cpp
-// picks one at run time. The register width and three primitives (32×32→64 multiply, fused multiply-add, sqrt)
-// follow the compiler's target macros; the rest is GCC/Clang vector extensions. Everything is in namespace
-// ssni::<ISA> and this file includes no header with inline functions, so that no code compiled for one ISA can
-// stand in for another's at link time.
+// The Philox normal stream (philox.h) written once for every instruction set (built once per ISA: isa_kernels.h).
+// The register width and three primitives (32×32→64 multiply, fused multiply-add, sqrt) follow the compiler's
+// target macros; the rest is GCC/Clang vector extensions. Everything is in namespace ssni::<ISA> and this file
+// includes no header with inline functions, so that no code compiled for one ISA can stand in for another's at
+// link time.
 //
 // Lanes: Philox counters sit one per 64-bit lane with the 32-bit word in the low half (the high half is scratch),
 // so that one multiply instruction gives both halves of M·c. After the rounds the words of a group pair up as
@@ -24,11 +23,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-#include "../philox.h"
-
-#ifndef SSNI_CPU_CAPABILITY
-#error "SSNI_CPU_CAPABILITY (the namespace of this ISA's build: DEFAULT, AVX2, AVX512) must be defined"
-#endif
+#include "isa.h"
 
 namespace ssni::SSNI_CPU_CAPABILITY {
 
@@ -303,7 +298,7 @@ SSNI_INLINE void box_muller(const Words& w, float* out) {
   for (int i = 0; i < kRegisters; ++i) store_interleaved(x.r[i], y.r[i], out + i * kRegisterBytes / 2);
 }
 
-// ---- the entry points (declared in philox.h) --------------------------------------------------------------
+// ---- the entry points (isa.h) --------------------------------------------------------------
 
 void philox_normals(const PhiloxRow& row, uint32_t group0, int64_t n_groups, float* out) {
   const RowRounds rr(row);
