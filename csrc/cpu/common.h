@@ -21,7 +21,7 @@ constexpr int64_t kChunk = 4096;
 // Elements per step within a work item: a multiple of 4 (whole Philox groups) small enough that generating a
 // block's noise and using it alternate finely, so that the memory streams of x and out keep flowing while the
 // generator computes (and the buffers stay in L1).
-constexpr int64_t kBlock = 512;
+constexpr int64_t kBlock = 256;
 
 // Stream ids of reference.py (STREAM_*): separate the ops' noise.
 constexpr int64_t kStreamNoiseInject = 0;
@@ -91,11 +91,13 @@ inline void affine(const IsaKernels& k, double* out, const double* x, const doub
                    double ce, double cz, int64_t n) {
   k.affine_f64(out, x, e, z, cx, ce, cz, n);
 }
-inline void add_scaled(const IsaKernels& k, float* acc, const float* src, float w, int64_t n) {
-  k.add_scaled_f32(acc, src, w, n);
+inline void add_scaled(const IsaKernels& k, float* acc, const float* const* src, const float* w, int count,
+                       int64_t n) {
+  k.add_scaled_f32(acc, src, w, count, n);
 }
-inline void add_scaled(const IsaKernels& k, double* acc, const double* src, double w, int64_t n) {
-  k.add_scaled_f64(acc, src, w, n);
+inline void add_scaled(const IsaKernels& k, double* acc, const double* const* src, const double* w, int count,
+                       int64_t n) {
+  k.add_scaled_f64(acc, src, w, count, n);
 }
 inline float sum_squares(const IsaKernels& k, const float* v, int64_t n) { return k.sum_squares_f32(v, n); }
 inline double sum_squares(const IsaKernels& k, const double* v, int64_t n) { return k.sum_squares_f64(v, n); }

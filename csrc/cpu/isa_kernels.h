@@ -20,6 +20,9 @@ enum class CpuCapability { kDefault, kAvx2, kAvx512 };
 
 // Lanes of the reductions' accumulators (a fixed summation order on every ISA).
 constexpr int kReductionLanes = 16;
+// Sources add_scaled reads in one pass: several memory streams at once keep more misses in flight than one (a single
+// stream leaves most of a core's read bandwidth unused).
+constexpr int kMaxSources = 4;
 
 struct IsaKernels {
   // The Philox stream of one sample (philox.h): the normals of groups [group0, group0 + n_groups):
@@ -34,9 +37,10 @@ struct IsaKernels {
   void (*affine_f64)(double* out, const double* x, const double* e, const double* z, double cx, double ce,
                      double cz, int64_t n);
 
-  // acc[i] += w·src[i] (product rounded, then the sum).
-  void (*add_scaled_f32)(float* acc, const float* src, float w, int64_t n);
-  void (*add_scaled_f64)(double* acc, const double* src, double w, int64_t n);
+  // acc[i] += w[j]·src[j][i] for j = 0, 1, ..., count − 1 in turn (each product and sum rounded), count ≤
+  // kMaxSources: the same bits as count passes of one source, in one pass.
+  void (*add_scaled_f32)(float* acc, const float* const* src, const float* w, int count, int64_t n);
+  void (*add_scaled_f64)(double* acc, const double* const* src, const double* w, int count, int64_t n);
 
   // Σ v[i]²: lane l = i mod kReductionLanes sums its squares in order, then the lanes are summed in order.
   float (*sum_squares_f32)(const float* v, int64_t n);

@@ -38,14 +38,21 @@ Levels check_levels(const char* op, const at::Tensor& eps_hat, const at::Tensor&
   return Levels{K, eps_hat.size(0) / K, eps_hat.numel() / eps_hat.size(0), std::move(weights)};
 }
 
-// score[0, len) ← s_b at elements [start, start + len), len ≤ kChunk: one pass over the K slabs of sample b.
+// score[0, len) ← s_b at elements [start, start + len), len ≤ kChunk: one pass over the K slabs of sample b,
+// kMaxSources slabs at a time (levels in order).
 template <typename scalar_t, typename acc_t>
 void mean_score(const IsaKernels& kernels, const scalar_t* eps, const Levels& lv, const acc_t* w, int64_t b,
                 int64_t start, int64_t len, acc_t* score) {
   std::fill(score, score + len, acc_t(0));
-  alignas(64) acc_t converted[std::is_same_v<acc_t, scalar_t> ? 1 : kChunk];
-  for (int64_t k = 0; k < lv.K; ++k) {
-    add_scaled(kernels, score, as_acc(eps + (k * lv.B + b) * lv.N + start, len, converted), w[k], len);
+  constexpr bool convert = !std::is_same_v<acc_t, scalar_t>;
+  alignas(64) acc_t converted[convert ? kMaxSources : 1][convert ? kChunk : 1];
+  for (int64_t k = 0; k < lv.K; k += kMaxSources) {
+    const int count = static_cast<int>(std::min<int64_t>(kMaxSources, lv.K - k));
+    const acc_t* src[kMaxSources];
+    for (int j = 0; j < count; ++j) {
+      src[j] = as_acc(eps + ((k + j) * lv.B + b) * lv.N + start, len, converted[convert ? j : 0]);
+    }
+    add_scaled(kernels, score, src, w + k, count, len);
   }
 }
 
