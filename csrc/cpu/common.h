@@ -7,7 +7,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <fstream>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -102,6 +104,45 @@ inline void add_scaled(const IsaKernels& k, double* acc, const double* const* sr
 inline float sum_squares(const IsaKernels& k, const float* v, int64_t n) { return k.sum_squares_f32(v, n); }
 inline double sum_squares(const IsaKernels& k, const double* v, int64_t n) { return k.sum_squares_f64(v, n); }
 
+// Size of the largest cache CPU 0 reports in Linux's sysfs (a core's share of the last level: the L3 of its core
+// complex, where sysconf would give the whole package's), else 32 MiB.
+inline int64_t last_level_cache_bytes() {
+  int64_t largest = 0;
+  for (int index = 0; index < 8; ++index) {
+    std::ifstream file("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/size");
+    int64_t value = 0;
+    char unit = 0;
+    if (!(file >> value)) break;
+    file >> unit;
+    largest = std::max(largest, value << (unit == 'K' ? 10 : unit == 'M' ? 20 : 0));
+  }
+  return largest > 0 ? largest : int64_t{32} << 20;
+}
+
+// Outputs larger than the last-level cache are written around the caches (non-temporal stores, as glibc's memcpy
+// does past a similar size): the lines would be evicted before anyone reads them, and streaming skips the read of
+// each destination line that an ordinary store costs.
+inline bool stream_output(int64_t bytes) {
+  static const int64_t cache_bytes = last_level_cache_bytes();
+  return bytes > cache_bytes;
+}
+
+// dst[0, n) ← values rounded to scalar_t; through a buffer and copy_streaming when `streaming`.
+template <typename scalar_t, typename acc_t>
+void store(const IsaKernels& kernels, scalar_t* dst, const acc_t* values, int64_t n, bool streaming) {
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    if (streaming) {
+      kernels.copy_streaming(dst, values, n * static_cast<int64_t>(sizeof(scalar_t)));
+    } else {
+      std::copy(values, values + n, dst);
+    }
+  } else {
+    alignas(64) scalar_t rounded[kChunk];
+    for (int64_t i = 0; i < n; ++i) rounded[i] = static_cast<scalar_t>(values[i]);
+    store(kernels, dst, rounded, n, streaming);
+  }
+}
+
 // src[0, n) in the arithmetic type acc_t: src itself when it has that type, else converted into buffer.
 template <typename acc_t, typename scalar_t>
 const acc_t* as_acc(const scalar_t* src, int64_t n, acc_t* buffer) {
@@ -187,13 +228,15 @@ struct RowCoefs {
 
 // The one fused elementwise loop behind every op but score_norm: out = cx·x + ce·ε̂ + cz·z per output row. Output row
 // r reads x row r mod B (levels repeat the batch), eps_hat row r (when given) and noise row r. Arithmetic in
-// acc_type<scalar_t> by the ISA's affine kernel, block by block (half/bfloat16 through float buffers).
+// acc_type<scalar_t> by the ISA's affine kernel, block by block (half/bfloat16 through float buffers; outputs
+// larger than the last-level cache through a buffer and non-temporal stores).
 template <typename scalar_t>
 void affine_rows(scalar_t* out, const scalar_t* x, int64_t x_rows, const scalar_t* eps_hat,
                  const NoiseSource<scalar_t>& noise, const std::vector<RowCoefs>& coefs, int64_t row_numel) {
   using acc_t = acc_type<scalar_t>;
   const IsaKernels& kernels = isa_kernels();
   const int64_t rows = static_cast<int64_t>(coefs.size());
+  const bool streaming = stream_output(rows * row_numel * static_cast<int64_t>(sizeof(scalar_t)));
   for_each_chunk(rows, row_numel, [&](int64_t row, int64_t start, int64_t len) {
     const RowCoefs& c = coefs[row];
     const int64_t sample = row % x_rows;
@@ -211,11 +254,13 @@ void affine_rows(scalar_t* out, const scalar_t* x, int64_t x_rows, const scalar_
           c.cz != 0.0 ? noise.load(kernels, row, sample, row / x_rows, row_numel, offset, n, z_buffer) : nullptr;
       scalar_t* dst = out + row * row_numel + offset;
       if constexpr (std::is_same_v<acc_t, scalar_t>) {
-        affine(kernels, dst, xs, es, zs, cx, ce, cz, n);
-      } else {
-        affine(kernels, out_buffer, xs, es, zs, cx, ce, cz, n);
-        for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(out_buffer[i]);
+        if (!streaming) {
+          affine(kernels, dst, xs, es, zs, cx, ce, cz, n);
+          continue;
+        }
       }
+      affine(kernels, out_buffer, xs, es, zs, cx, ce, cz, n);
+      store(kernels, dst, out_buffer, n, streaming);
     }
   });
 }

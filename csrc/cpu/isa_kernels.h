@@ -42,6 +42,10 @@ struct IsaKernels {
   void (*add_scaled_f32)(float* acc, const float* const* src, const float* w, int count, int64_t n);
   void (*add_scaled_f64)(double* acc, const double* const* src, const double* w, int count, int64_t n);
 
+  // dst[0, bytes) ← src[0, bytes) with non-temporal stores where the ISA has them (around the caches, no read of the
+  // destination lines first), fenced before returning: for outputs larger than the last-level cache.
+  void (*copy_streaming)(void* dst, const void* src, int64_t bytes);
+
   // Σ v[i]²: lane l = i mod kReductionLanes sums its squares in order, then the lanes are summed in order.
   float (*sum_squares_f32)(const float* v, int64_t n);
   double (*sum_squares_f64)(const double* v, int64_t n);

@@ -56,16 +56,15 @@ void mean_score(const IsaKernels& kernels, const scalar_t* eps, const Levels& lv
   }
 }
 
-// dst[0, len) ← c·v[i] rounded to scalar_t, len ≤ kChunk.
+// dst[0, len) ← c·v[i] rounded to scalar_t, len ≤ kChunk (non-temporal stores when `streaming`).
 template <typename scalar_t, typename acc_t>
-void store_scaled(const IsaKernels& kernels, scalar_t* dst, const acc_t* v, acc_t c, int64_t len) {
+void store_scaled(const IsaKernels& kernels, scalar_t* dst, const acc_t* v, acc_t c, int64_t len, bool streaming) {
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
-    affine(kernels, dst, v, nullptr, nullptr, c, acc_t(0), acc_t(0), len);
-  } else {
-    alignas(64) acc_t scaled[kChunk];
-    affine(kernels, scaled, v, nullptr, nullptr, c, acc_t(0), acc_t(0), len);
-    for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(scaled[i]);
+    if (!streaming) return affine(kernels, dst, v, nullptr, nullptr, c, acc_t(0), acc_t(0), len);
   }
+  alignas(64) acc_t scaled[kChunk];
+  affine(kernels, scaled, v, nullptr, nullptr, c, acc_t(0), acc_t(0), len);
+  store(kernels, dst, scaled, len, streaming);
 }
 
 template <typename acc_t>
@@ -102,7 +101,8 @@ at::Tensor score_norm_cpu(const at::Tensor& eps_hat, const at::Tensor& sigma) {
   return out;
 }
 
-// ∂e_b/∂eps_hat[k·B + b] = w_k·s_b / e_b (0 where e_b = 0, as torch's vector_norm backward).
+// ∂e_b/∂eps_hat[k·B + b] = w_k·s_b / e_b (0 where e_b = 0, as torch's vector_norm backward): one read of eps_hat
+// (for s_b) and one write of the gradient, around the caches when it is larger than the last-level cache.
 at::Tensor score_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& eps_hat, const at::Tensor& sigma,
                                    const at::Tensor& norm) {
   constexpr const char* op = "score_norm_backward";
@@ -118,12 +118,14 @@ at::Tensor score_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& eps
     const acc_t* g = gc.data_ptr<acc_t>();
     const acc_t* e = nc.data_ptr<acc_t>();
     const IsaKernels& kernels = isa_kernels();
+    const bool streaming = stream_output(out.numel() * static_cast<int64_t>(sizeof(scalar_t)));
     for_each_chunk(lv.B, lv.N, [&](int64_t b, int64_t start, int64_t len) {
       alignas(64) acc_t score[kChunk];
       mean_score(kernels, ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
       const acc_t scale = e[b] == acc_t(0) ? acc_t(0) : g[b] / e[b];
       for (int64_t k = 0; k < lv.K; ++k) {
-        store_scaled(kernels, out.data_ptr<scalar_t>() + (k * lv.B + b) * lv.N + start, score, scale * w[k], len);
+        scalar_t* dst = out.data_ptr<scalar_t>() + (k * lv.B + b) * lv.N + start;
+        store_scaled(kernels, dst, score, scale * w[k], len, streaming);
       }
     });
   });

@@ -21,6 +21,8 @@ void affine_f32(float* out, const float* x, const float* e, const float* z, floa
 void affine_f64(double* out, const double* x, const double* e, const double* z, double cx, double ce, double cz,
                 int64_t n);
 
+void copy_streaming(void* dst, const void* src, int64_t bytes);
+
 void add_scaled_f32(float* acc, const float* const* src, const float* w, int count, int64_t n);
 void add_scaled_f64(double* acc, const double* const* src, const double* w, int count, int64_t n);
 float sum_squares_f32(const float* v, int64_t n);

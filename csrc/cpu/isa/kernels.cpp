@@ -4,8 +4,15 @@
 namespace ssni::SSNI_CPU_CAPABILITY {
 
 const IsaKernels kernels = {
-    philox_normals, philox_words, affine_f32,      affine_f64,
-    add_scaled_f32, add_scaled_f64, sum_squares_f32, sum_squares_f64,
+    .philox_normals = philox_normals,
+    .philox_words = philox_words,
+    .affine_f32 = affine_f32,
+    .affine_f64 = affine_f64,
+    .add_scaled_f32 = add_scaled_f32,
+    .add_scaled_f64 = add_scaled_f64,
+    .copy_streaming = copy_streaming,
+    .sum_squares_f32 = sum_squares_f32,
+    .sum_squares_f64 = sum_squares_f64,
 };
 
 }  // namespace ssni::SSNI_CPU_CAPABILITY
