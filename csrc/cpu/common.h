@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -65,15 +66,23 @@ inline at::Tensor vector_arg(const char* op, const at::Tensor& v, const char* na
   return v.to(dtype).contiguous();
 }
 
-// f(row, start, len) over [rows × row_numel] split into chunks of kChunk elements, in parallel.
+// f(row, start, len) over [rows × row_numel] split into chunks of kChunk elements, in parallel: each thread claims
+// the next chunk when it is done with one, so that a thread that loses its core for a while (other processes on a
+// shared machine) does not hold up the others with a fixed share of the work.
 template <typename F>
 void for_each_chunk(int64_t rows, int64_t row_numel, const F& f) {
   const int64_t per_row = (row_numel + kChunk - 1) / kChunk;
-  at::parallel_for(0, rows * per_row, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t c = lo; c < hi; ++c) {
-      const int64_t row = c / per_row;
-      const int64_t start = (c % per_row) * kChunk;
-      f(row, start, std::min(kChunk, row_numel - start));
+  const int64_t chunks = rows * per_row;
+  std::atomic<int64_t> next{0};
+  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
+  at::parallel_for(0, workers, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t worker = lo; worker < hi; ++worker) {
+      for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+           c = next.fetch_add(1, std::memory_order_relaxed)) {
+        const int64_t row = c / per_row;
+        const int64_t start = (c % per_row) * kChunk;
+        f(row, start, std::min(kChunk, row_numel - start));
+      }
     }
   });
 }
