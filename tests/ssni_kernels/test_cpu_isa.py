@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import ssni_kernels
-from ssni_kernels import ops, philox
+from ssni_kernels import _library, philox
 
-pytestmark = pytest.mark.skipif(not ops.cpu_kernels_compiled(), reason="the CPU extension is not built")
+pytestmark = pytest.mark.skipif(not _library.cpu_kernels_compiled(), reason="the CPU extension is not built")
 
 WIDE_ISAS = ("avx2", "avx512")
 # (seed, sample_id, step, stream, group0, n_groups): tails of every vector width, offsets, the uint32 counter wrap.
