@@ -20,11 +20,11 @@
 namespace ssni::cpu {
 
 // Elements per work item: a multiple of kBlock.
-constexpr int64_t kChunk = 4096;
-// Elements per step within a work item: a multiple of 4 (whole Philox groups) small enough that generating a
-// block's noise and using it alternate finely, so that the memory streams of x and out keep flowing while the
-// generator computes (and the buffers stay in L1).
-constexpr int64_t kBlock = 256;
+constexpr int64_t kChunk = 6144;
+// Elements per step within a work item: small enough that generating a block's noise and using it alternate
+// finely, so that the memory streams of x and out keep flowing while the generator computes (and the buffers stay
+// in L1); a multiple of every ISA's philox_step_normals (isa_dispatch.cpp checks), so no generated normal is wasted.
+constexpr int64_t kBlock = 384;
 
 // Stream ids of reference.py (STREAM_*): separate the ops' noise.
 constexpr int64_t kStreamNoiseInject = 0;
@@ -174,15 +174,20 @@ struct NoiseSource {
   const int64_t* steps = nullptr;       // per-sample step words (the step ops' `steps`); null: `step` for all
   const int64_t* sample_ids = nullptr;  // null: the sample's row index is its id
 
+  // The Philox stream of input sample `sample` at level `level` (generated noise only).
+  PhiloxRow key(int64_t sample, int64_t level) const {
+    const int64_t id = sample_ids != nullptr ? sample_ids[sample] : sample;
+    const int64_t word = step_is_level ? level : (steps != nullptr ? steps[sample] : step);
+    return make_philox_row(seed, id, word, stream);
+  }
+
   // ε of output row `row` (input sample `sample`, level `level`) at elements [start, start + len), len ≤ kBlock,
   // start a multiple of 4, in the arithmetic type: the given row itself when it has that type, else in z.
   template <typename acc_t>
   const acc_t* load(const IsaKernels& kernels, int64_t row, int64_t sample, int64_t level, int64_t row_numel,
                     int64_t start, int64_t len, acc_t* z) const {
     if (given != nullptr) return as_acc(given + row * row_numel + start, len, z);
-    const int64_t id = sample_ids != nullptr ? sample_ids[sample] : sample;
-    const int64_t word = step_is_level ? level : (steps != nullptr ? steps[sample] : step);
-    const PhiloxRow key = make_philox_row(seed, id, word, stream);
+    const PhiloxRow key = this->key(sample, level);
     const uint32_t group0 = static_cast<uint32_t>(start / 4);
     if constexpr (std::is_same_v<acc_t, double>) {
       alignas(64) float normals[kBlock];
@@ -237,8 +242,9 @@ struct RowCoefs {
 
 // The one fused elementwise loop behind every op but score_norm: out = cx·x + ce·ε̂ + cz·z per output row. Output row
 // r reads x row r mod B (levels repeat the batch), eps_hat row r (when given) and noise row r. Arithmetic in
-// acc_type<scalar_t> by the ISA's affine kernel, block by block (half/bfloat16 through float buffers; outputs
-// larger than the last-level cache through a buffer and non-temporal stores).
+// acc_type<scalar_t> by the ISA's kernels: float32 with generated noise in one call that makes the noise and uses
+// it (philox_affine_f32); otherwise block by block (half/bfloat16 through float buffers; outputs larger than the
+// last-level cache through a buffer and non-temporal stores).
 template <typename scalar_t>
 void affine_rows(scalar_t* out, const scalar_t* x, int64_t x_rows, const scalar_t* eps_hat,
                  const NoiseSource<scalar_t>& noise, const std::vector<RowCoefs>& coefs, int64_t row_numel) {
@@ -254,6 +260,14 @@ void affine_rows(scalar_t* out, const scalar_t* x, int64_t x_rows, const scalar_
       return;
     }
     const acc_t cx = static_cast<acc_t>(c.cx), ce = static_cast<acc_t>(c.ce), cz = static_cast<acc_t>(c.cz);
+    if constexpr (std::is_same_v<scalar_t, float>) {
+      if (noise.given == nullptr && c.cz != 0.0 && !streaming) {  // the hot path: one call makes and uses the noise
+        kernels.philox_affine_f32(noise.key(sample, row / x_rows), static_cast<uint32_t>(start / 4), len,
+                                  out + row * row_numel + start, x + sample * row_numel + start,
+                                  eps_hat != nullptr ? eps_hat + row * row_numel + start : nullptr, cx, ce, cz);
+        return;
+      }
+    }
     alignas(64) acc_t x_buffer[kBlock], e_buffer[kBlock], z_buffer[kBlock], out_buffer[kBlock];
     for (int64_t offset = start; offset < start + len; offset += kBlock) {
       const int64_t n = std::min(kBlock, start + len - offset);

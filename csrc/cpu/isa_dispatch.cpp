@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "common.h"
+
 namespace ssni {
 
 namespace DEFAULT {
@@ -66,7 +68,12 @@ bool cpu_runs(CpuCapability capability) {
 std::vector<CpuCapability> find_available() {
   std::vector<CpuCapability> found;
   for (const auto capability : kCapabilities) {
-    if (built(capability) != nullptr && cpu_runs(capability)) found.push_back(capability);
+    const IsaKernels* kernels = built(capability);
+    if (kernels == nullptr) continue;
+    TORCH_INTERNAL_ASSERT(cpu::kBlock % kernels->philox_step_normals == 0, "kBlock (", cpu::kBlock,
+                          ") is not a multiple of the ", capability_name(capability), " generator's step (",
+                          kernels->philox_step_normals, " normals)");
+    if (cpu_runs(capability)) found.push_back(capability);
   }
   return found;
 }

@@ -27,8 +27,14 @@ constexpr int kMaxSources = 4;
 struct IsaKernels {
   // The Philox stream of one sample (philox.h): the normals of groups [group0, group0 + n_groups):
   // out[4·i + j] = z_j of group group0 + i; and the words of the same counters, out[4·i + j] = word j.
+  // The generator makes philox_step_normals at a time: a call for a multiple of them wastes nothing.
+  int philox_step_normals;
   void (*philox_normals)(const PhiloxRow& row, uint32_t group0, int64_t n_groups, float* out);
   void (*philox_words)(const PhiloxRow& row, uint32_t group0, int64_t n_groups, uint32_t* out);
+  // affine_f32 with z = the normals of elements [4·group0, 4·group0 + n) of that stream, made and used a step at a
+  // time (the memory streams of x, e and out flow while the generator computes).
+  void (*philox_affine_f32)(const PhiloxRow& row, uint32_t group0, int64_t n, float* out, const float* x,
+                            const float* e, float cx, float ce, float cz);
 
   // out[i] = cx·x[i] + ce·e[i] + cz·z[i], each product and sum rounded (left to right); a null e or z leaves its
   // term out.

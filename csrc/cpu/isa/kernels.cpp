@@ -4,8 +4,10 @@
 namespace ssni::SSNI_CPU_CAPABILITY {
 
 const IsaKernels kernels = {
+    .philox_step_normals = philox_step_normals,
     .philox_normals = philox_normals,
     .philox_words = philox_words,
+    .philox_affine_f32 = philox_affine_f32,
     .affine_f32 = affine_f32,
     .affine_f64 = affine_f64,
     .add_scaled_f32 = add_scaled_f32,

@@ -36,10 +36,10 @@ namespace ssni::SSNI_CPU_CAPABILITY {
 // machine.
 #if defined(__AVX512F__)
 constexpr int kRegisterBytes = 64;
-constexpr int kRegisters = 4;
+constexpr int kRegisters = 6;
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr int kRegisterBytes = 32;
-constexpr int kRegisters = 4;
+constexpr int kRegisters = 6;
 #else
 constexpr int kRegisterBytes = 64;
 constexpr int kRegisters = 1;
@@ -227,6 +227,7 @@ SSNI_INLINE Words philox_rounds(const RowRounds& rr, uint32_t g0) {
   u64v c1 = q1;
   u64v c2 = q0 ^ rr.r1_c2_xor;
   u64v c3 = splat<u64r>(rr.r1_c3);
+#pragma GCC unroll 8  // straight-line rounds: the loop's exit costs more than its code
   for (int r = 2; r < kPhiloxRounds; ++r) {
     const u64v h0 = mul_wide(c0, m0), h1 = mul_wide(c2, m1);
     c0 = (h1 >> 32) ^ c1 ^ rr.key0[r];
@@ -242,16 +243,22 @@ SSNI_INLINE u32v pair_words(const u64v& a, const u64v& b) { return bitcast<u32r>
 
 // ---- Box–Muller in float32 --------------------------------------------------------------------------------
 
-// Uniform in (0, 1) from the top 23 bits: (2m + 1)·2^-24 (each step exact).
-SSNI_INLINE f32v uniform_from_bits(const u32v& w) {
-  return convert<f32r>(bitcast<i32r>(w >> 9)) * 0x1p-23f + 0x1p-24f;
-}
+// The uniform of a word w is u = (w >> 9)·2^-23 + 2^-24 = m·2^-24 with the odd integer m = (w >> 8) | 1 < 2^24.
+// Box–Muller works from m in integer arithmetic wherever the float arithmetic would be exact anyway (scalings by
+// powers of two, the quadrant reduction): the same values, with the multiply pipes left to the polynomials.
+SSNI_INLINE u32v odd_numerator(const u32v& w) { return (w >> 8) | 1u; }
 
-// Natural log for u in (0, 1]: u = 2^e·m with m in [√½, √2), then a degree-9 minimax polynomial in f = m − 1
+// The float bits of m·2^-k for an integer 0 < |m| < 2^24 (exact): float(m) with its exponent lowered by k.
+SSNI_INLINE u32v scaled_bits(const i32v& m, unsigned k) { return bitcast<u32r>(convert<f32r>(m)) - (k << 23); }
+
+// −2·v for a normal float v < 0 (exact): exponent + 1 and the sign flipped, in integer arithmetic.
+SSNI_INLINE f32v times_minus_two(const f32v& v) { return bitcast<f32r>(bitcast<u32r>(v) + 0x80800000u); }
+
+// Natural log of u = m·2^-24: u = 2^e·μ with μ in [√½, √2), then a degree-9 minimax polynomial in f = μ − 1
 // (Cephes logf constants); ~1 ulp.
-SSNI_INLINE f32v log_unit(const f32v& u) {
-  // Shifting the exponent boundary to √½ puts the mantissa straight into [√½, √2) without a compare.
-  const u32v shifted = bitcast<u32r>(u) - 0x3F3504F3u;
+SSNI_INLINE f32v log_unit(const u32v& m) {
+  // Shifting the exponent boundary to √½ puts μ straight into [√½, √2) without a compare.
+  const u32v shifted = scaled_bits(bitcast<i32r>(m), 24) - 0x3F3504F3u;
   const f32v e = convert<f32r>(bitcast<i32r>(shifted) >> 23);
   const f32v f = bitcast<f32r>((shifted & 0x007FFFFFu) + 0x3F3504F3u) - 1.0f;
   const f32v z = f * f;
@@ -268,11 +275,12 @@ SSNI_INLINE f32v log_unit(const f32v& u) {
   return fmadd(e, splat<f32r>(0.693359375f), y + f);
 }
 
-// cos(2πu), sin(2πu) for u in (0, 1). u is a multiple of 2^-24, so the quadrant reduction r = u − q/4 is exact and
-// only θ = 2πr ∈ [−π/4, π/4] is rounded; then minimax polynomials (Cephes sinf/cosf constants).
-SSNI_INLINE void sincos_2pi(const f32v& u, f32v& c, f32v& s) {
-  const i32v qi = convert<i32r>(u * 4.0f + 0.5f);  // nearest quadrant: u > 0, so truncation rounds (both exact)
-  const f32v x = (u - convert<f32r>(qi) * 0.25f) * 6.28318530717958647692f;
+// cos(2πu), sin(2πu) for u = m·2^-24. The nearest quadrant q = round(4u) = (m + 2^21) >> 22 and the reduction
+// u − q/4 = (m − q·2^22)·2^-24 are exact integer arithmetic, so only θ = 2π(u − q/4) ∈ [−π/4, π/4] is rounded;
+// then minimax polynomials (Cephes sinf/cosf constants).
+SSNI_INLINE void sincos_2pi(const u32v& m, f32v& c, f32v& s) {
+  const i32v qi = bitcast<i32r>((m + (1u << 21)) >> 22);
+  const f32v x = bitcast<f32r>(scaled_bits(bitcast<i32r>(m) - (qi << 22), 24)) * 6.28318530717958647692f;
   const f32v z = x * x;
   const f32v sp = fmadd(fmadd(fmadd(z, splat<f32r>(-1.9515295891e-4f), splat<f32r>(8.3321608736e-3f)), z,
                               splat<f32r>(-1.6666654611e-1f)),
@@ -291,14 +299,17 @@ SSNI_INLINE void sincos_2pi(const f32v& u, f32v& c, f32v& s) {
 
 // The 4·kGroups normals of one Words into out, in stream order.
 SSNI_INLINE void box_muller(const Words& w, float* out) {
-  const f32v radius = sqrt_v(log_unit(uniform_from_bits(pair_words(w.c0, w.c2))) * -2.0f);
+  const f32v radius = sqrt_v(times_minus_two(log_unit(odd_numerator(pair_words(w.c0, w.c2)))));
   f32v c, s;
-  sincos_2pi(uniform_from_bits(pair_words(w.c1, w.c3)), c, s);
+  sincos_2pi(odd_numerator(pair_words(w.c1, w.c3)), c, s);
   const f32v x = radius * c, y = radius * s;
   for (int i = 0; i < kRegisters; ++i) store_interleaved(x.r[i], y.r[i], out + i * kRegisterBytes / 2);
 }
 
 // ---- the entry points (isa.h) --------------------------------------------------------------
+
+const int philox_step_normals = 4 * kGroups;
+
 
 void philox_normals(const PhiloxRow& row, uint32_t group0, int64_t n_groups, float* out) {
   const RowRounds rr(row);
@@ -310,6 +321,18 @@ void philox_normals(const PhiloxRow& row, uint32_t group0, int64_t n_groups, flo
     float buffer[4 * kGroups];
     box_muller(philox_rounds(rr, group0 + static_cast<uint32_t>(done)), buffer);
     for (int64_t i = 0; i < 4 * (n_groups - done); ++i) out[4 * done + i] = buffer[i];
+  }
+}
+
+void philox_affine_f32(const PhiloxRow& row, uint32_t group0, int64_t n, float* out, const float* x, const float* e,
+                       float cx, float ce, float cz) {
+  const RowRounds rr(row);
+  constexpr int64_t step = 4 * kGroups;
+  alignas(64) float z[step];
+  for (int64_t done = 0; done < n; done += step) {
+    box_muller(philox_rounds(rr, group0 + static_cast<uint32_t>(done / 4)), z);
+    const int64_t m = n - done < step ? n - done : step;
+    affine_span(out + done, x + done, e != nullptr ? e + done : nullptr, z, cx, ce, cz, m);
   }
 }
 
