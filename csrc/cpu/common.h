@@ -66,24 +66,37 @@ inline at::Tensor vector_arg(const char* op, const at::Tensor& v, const char* na
   return v.to(dtype).contiguous();
 }
 
-// f(row, start, len) over [rows × row_numel] split into chunks of kChunk elements, in parallel: each thread claims
-// the next chunk when it is done with one, so that a thread that loses its core for a while (other processes on a
-// shared machine) does not hold up the others with a fixed share of the work.
+// Elements of work below which one more thread does not pay for its hand-off (ATen's at::internal::GRAIN_SIZE):
+// an op on a small tensor (an MNIST batch is 16-64 × 784 elements) runs on the calling thread alone, so it never
+// waits for a worker that another process holds off its core.
+constexpr int64_t kGrain = 32768;
+
+// f(row, start, len) over [rows × row_numel] split into chunks of kChunk elements, on at most one thread per kGrain
+// elements of work (`reads_per_element`: the input elements a chunk reads per element of its range, K for the
+// score-norm loops). Each thread claims the next chunk when it is done with one, so that a thread that loses its
+// core for a while (other processes on a shared machine) does not hold up the others with a fixed share of the work.
 template <typename F>
-void for_each_chunk(int64_t rows, int64_t row_numel, const F& f) {
+void for_each_chunk(int64_t rows, int64_t row_numel, const F& f, int64_t reads_per_element = 1) {
   const int64_t per_row = (row_numel + kChunk - 1) / kChunk;
   const int64_t chunks = rows * per_row;
+  const int64_t work = rows * row_numel * reads_per_element;
+  const int64_t workers =
+      std::min<int64_t>({at::get_num_threads(), chunks, (work + kGrain - 1) / kGrain});
   std::atomic<int64_t> next{0};
-  const int64_t workers = std::min<int64_t>(at::get_num_threads(), chunks);
-  at::parallel_for(0, workers, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t worker = lo; worker < hi; ++worker) {
-      for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
-           c = next.fetch_add(1, std::memory_order_relaxed)) {
-        const int64_t row = c / per_row;
-        const int64_t start = (c % per_row) * kChunk;
-        f(row, start, std::min(kChunk, row_numel - start));
-      }
+  const auto claim_chunks = [&] {
+    for (int64_t c = next.fetch_add(1, std::memory_order_relaxed); c < chunks;
+         c = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t row = c / per_row;
+      const int64_t start = (c % per_row) * kChunk;
+      f(row, start, std::min(kChunk, row_numel - start));
     }
+  };
+  if (workers <= 1) {
+    claim_chunks();
+    return;
+  }
+  at::parallel_for(0, workers, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t worker = lo; worker < hi; ++worker) claim_chunks();
   });
 }
 

@@ -90,7 +90,7 @@ at::Tensor score_norm_cpu(const at::Tensor& eps_hat, const at::Tensor& sigma) {
       alignas(64) acc_t score[kChunk];
       mean_score(kernels, ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
       partial[b * per_row + start / kChunk] = sum_squares(kernels, score, len);
-    });
+    }, lv.K);
     acc_t* dst = out.data_ptr<acc_t>();
     for (int64_t b = 0; b < lv.B; ++b) {
       acc_t sq = 0;
@@ -127,7 +127,7 @@ at::Tensor score_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& eps
         scalar_t* dst = out.data_ptr<scalar_t>() + (k * lv.B + b) * lv.N + start;
         store_scaled(kernels, dst, score, scale * w[k], len, streaming);
       }
-    });
+    }, lv.K);
   });
   return out;
 }

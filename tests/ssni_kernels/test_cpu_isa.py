@@ -33,9 +33,23 @@ def _capabilities() -> list[str]:
     return list(torch.ops.ssni_cpu.capabilities())
 
 
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux), empty where /proc/cpuinfo cannot be read."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+
+
 def _require(isa: str) -> None:
-    if isa not in _capabilities():
-        pytest.skip(f"this CPU (or build) does not run {isa}: {_capabilities()}")
+    """Skips unless the ops can run `isa`, saying whether the CPU or the build lacks it."""
+    if isa in _capabilities():
+        return
+    cpu_flag = {"avx2": "avx2", "avx512": "avx512f"}[isa]
+    if cpu_flag not in _cpu_flags():
+        pytest.skip(f"this CPU has no {isa.upper()} ({cpu_flag} not in /proc/cpuinfo): its path is not tested here")
+    pytest.skip(f"this build of the CPU library has no {isa} kernels: {_capabilities()}")
 
 
 def test_default_is_always_available_and_the_widest_is_active():
@@ -153,3 +167,36 @@ def test_output_larger_than_the_cache_is_exact():
     ac = alphas_cumprod.double()[t]
     cx, cz = ac.sqrt().float().view(-1, 1, 1, 1), (1 - ac).sqrt().float().view(-1, 1, 1, 1)
     assert torch.equal(out, cx * x + cz * noise)
+
+
+def _ops_on_threads(threads: int, batch: int) -> dict:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(batch)
+        x, e = torch.randn(batch, 1, 28, 28, generator=g), torch.randn(batch, 1, 28, 28, generator=g)
+        levels = torch.randn(5 * batch, 1, 28, 28, generator=g, requires_grad=True)
+        norm = ssni_kernels.score_norm(levels, torch.linspace(0.1, 1.0, 5))
+        a = torch.linspace(0.2, 0.8, batch)
+        return {
+            "noise_inject": ssni_kernels.noise_inject(
+                x, torch.arange(batch) * 7 % 1000, torch.linspace(0.99, 0.1, 1000), seed=5
+            ),
+            "levels": ssni_kernels.noise_inject_levels(
+                x, torch.linspace(0.9, 0.1, 5), torch.linspace(0.1, 0.9, 5), seed=2
+            ),
+            "reverse_step": ssni_kernels.reverse_step(x, e, a, a + 0.1, eta=1.0, seed=4, step=3),
+            "score_norm": norm.detach(),
+            "score_norm_backward": torch.autograd.grad(norm.sum(), levels)[0],
+        }
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("batch", [1, 16, 64, 700])
+def test_ops_give_the_same_bits_on_one_thread_and_on_two(batch):
+    """MNIST batches (1-64 × 784 elements, under the grain: the calling thread alone) and a larger one (chunks
+    claimed by the threads, partial sums per chunk): the bits do not depend on the threads."""
+    one, two = _ops_on_threads(1, batch), _ops_on_threads(2, batch)
+    for name, out in one.items():
+        assert torch.equal(out, two[name]), name
