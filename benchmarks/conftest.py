@@ -64,6 +64,10 @@ def _cpu_isa() -> dict:
         "cpu_vector_flags": " ".join(sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512bw"))) or "?",
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
+    if flags and "avx512f" not in flags:
+        info["avx512"] = (
+            "not on this CPU: the AVX-512 kernels are neither run nor measured here (another machine class)"
+        )
     if hasattr(torch.ops.ssni_cpu, "capability"):
         available = ", ".join(torch.ops.ssni_cpu.capabilities())
         info["ssni_cpu_isa"] = f"{torch.ops.ssni_cpu.capability()} (available: {available})"
