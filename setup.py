@@ -1,6 +1,8 @@
 """Builds the compiled parts of ssni_kernels (metadata lives in pyproject.toml).
 
-- ``ssni_kernels._C``: the CPU kernels of csrc/cpu/ (always, unless SSNI_BUILD_CPU=0).
+- ``ssni_kernels._C``: the CPU kernels of csrc/cpu/ (always, unless SSNI_BUILD_CPU=0), with csrc/cpu/isa/*.cpp
+  compiled once per instruction set of ISA_FLAGS (x86-64: scalar, AVX2, AVX-512; elsewhere scalar only), each into
+  its own namespace, and chosen at run time by the CPU's features (ATen's CPU-capability scheme).
 - ``ssni_kernels._C_cuda``: csrc/cuda/*.cu + *.cpp, when torch is a CUDA build, nvcc is found and sources exist
   (SSNI_BUILD_CUDA=auto, the default); SSNI_BUILD_CUDA=1 makes a missing toolchain an error, 0 skips it.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -23,6 +26,12 @@ from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
 CXX_FLAGS = ["-O3", "-fopenmp", "-fno-math-errno"]
+# Per-ISA builds of csrc/cpu/isa/*.cpp: namespace (-DSSNI_CPU_CAPABILITY) → target flags. Their float arithmetic
+# is written out operation by operation (explicit fused multiply-adds), so the compiler must not fuse on its own.
+ISA_COMMON_FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-Wno-psabi"]
+ISA_FLAGS = {"DEFAULT": []}
+if platform.machine().lower() in ("x86_64", "amd64"):
+    ISA_FLAGS.update(AVX2=["-mavx2", "-mfma"], AVX512=["-mavx512f", "-mfma"])
 NVCC_FLAGS = ["-O3", "--use_fast_math", "-lineinfo"]
 
 
@@ -69,15 +78,18 @@ def _extensions():
 
     extensions = []
     if _env_mode("SSNI_BUILD_CPU", "1") != "0":
-        extensions.append(
-            cpp_extension.CppExtension(
-                "ssni_kernels._C",
-                _sources("csrc/cpu/*.cpp"),
-                include_dirs=[str(ROOT / "csrc" / "cpu")],
-                extra_compile_args={"cxx": CXX_FLAGS},
-                extra_link_args=["-fopenmp"],
-            )
+        cpu = cpp_extension.CppExtension(
+            "ssni_kernels._C",
+            _sources("csrc/cpu/*.cpp"),
+            include_dirs=[str(ROOT / "csrc" / "cpu")],
+            define_macros=[(f"SSNI_BUILT_{isa}", "1") for isa in ISA_FLAGS if isa != "DEFAULT"],
+            extra_compile_args={"cxx": CXX_FLAGS},
+            extra_link_args=["-fopenmp"],
+            # Rebuild when a header or a per-ISA source changes (setuptools only compares the sources).
+            depends=_sources("csrc/cpu/*.h", "csrc/cpu/isa/*.cpp"),
         )
+        cpu.isa_sources = _sources("csrc/cpu/isa/*.cpp")
+        extensions.append(cpu)
     cuda_mode = _env_mode("SSNI_BUILD_CUDA", "auto")
     if cuda_mode != "0":
         import torch
@@ -115,7 +127,23 @@ def _extensions():
 def _build_ext():
     from torch.utils.cpp_extension import BuildExtension
 
-    return BuildExtension.with_options(use_ninja=True, no_python_abi_suffix=False)
+    class BuildWithIsaObjects(BuildExtension):
+        """Compiles an extension's `isa_sources` once per ISA_FLAGS entry (into build_temp/isa-<name>/, with that
+        ISA's flags and namespace) and links the objects into it."""
+
+        def build_extension(self, ext):
+            for isa, flags in ISA_FLAGS.items():
+                if not getattr(ext, "isa_sources", None):
+                    break
+                ext.extra_objects += self.compiler.compile(
+                    ext.isa_sources,
+                    output_dir=os.path.join(self.build_temp, f"isa-{isa.lower()}"),
+                    include_dirs=ext.include_dirs,
+                    extra_postargs=[*ISA_COMMON_FLAGS, *flags, f"-DSSNI_CPU_CAPABILITY={isa}"],
+                )
+            super().build_extension(ext)
+
+    return BuildWithIsaObjects.with_options(use_ninja=True, no_python_abi_suffix=False)
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": _build_ext()})

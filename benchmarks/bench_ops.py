@@ -1,6 +1,7 @@
 """CPU op benchmarks: each op (public op = C++ kernel) vs plain PyTorch with torch.randn noise (eager), vs
-torch.compile of that, vs the Philox-emulating reference, at the cases of `benchmarks.cases`, plus the copy
-bandwidth they are compared with. Results: benchmarks/results/.
+torch.compile of that, vs the Philox-emulating reference, at the cases of `benchmarks.cases`, plus the limits they
+are measured against: copy bandwidth (elementwise ops), read bandwidth (the reduction) and the throughput of the
+Philox generator on one core (ops that generate noise). Results: benchmarks/results/.
 
     .venv/bin/python -m pytest benchmarks/bench_ops.py --benchmark-only -q
     .venv/bin/python -m benchmarks.report           # the table again
@@ -24,6 +25,11 @@ TIMING_NOTE = (
 )
 
 MEASURED = [(case, impl) for case in CASES for impl in IMPLS if impl != "reference" or case.generates_noise]
+READ_NUMELS = sorted({case.copy_numel for case in CASES if case.limit_kind == "read"})
+# Readers of the read bandwidth: torch's reductions of the buffer, one stream (sum) or 8 at once (column sums).
+READERS = {"sum": lambda x: x.sum(), "column-sums": lambda x: x.view(8, -1).sum(0)}
+CPU_ISAS = ("default", "avx2", "avx512")
+RNG_GROUPS = 2**14  # 64 Ki normals per call: 256 KiB, in cache
 
 
 def _measure(benchmark, fn) -> float:
@@ -42,6 +48,27 @@ def test_copy(benchmark, recorder, numel):
     src, dst = torch.randn(numel), torch.empty(numel)
     median = _measure(benchmark, lambda: dst.copy_(src))
     recorder.copy_gbps[numel] = 2 * numel * 4 / median / 1e9
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("numel", READ_NUMELS, ids=lambda n: f"{n * 4 >> 20}MiB")
+def test_read(benchmark, recorder, numel, reader):
+    """Read bandwidth (bytes read per second) of a float32 buffer of `numel`: the fastest of READERS."""
+    src = torch.randn(numel)
+    median = _measure(benchmark, lambda: READERS[reader](src))
+    recorder.read_gbps[numel] = max(recorder.read_gbps.get(numel, 0.0), numel * 4 / median / 1e9)
+
+
+@pytest.mark.parametrize("isa", CPU_ISAS)
+def test_rng(benchmark, recorder, isa):
+    """Normals per second of the CPU library's Philox4x32-10 + Box–Muller generator alone, built for `isa`, on one
+    thread with its output in cache: the RNG limit of one core."""
+    if not hasattr(torch.ops.ssni_cpu, "philox_normals"):
+        pytest.skip("this build of the CPU library has no ssni_cpu diagnostics")
+    if isa not in torch.ops.ssni_cpu.capabilities():
+        pytest.skip(f"this CPU (or build) does not run {isa}")
+    median = _measure(benchmark, lambda: torch.ops.ssni_cpu.philox_normals(1234, 0, 3, 0, 0, RNG_GROUPS, isa))
+    recorder.rng_normals_per_s[isa] = 4 * RNG_GROUPS / median
 
 
 @pytest.mark.parametrize(("case", "impl"), MEASURED, ids=[f"{case.name}-{impl}" for case, impl in MEASURED])

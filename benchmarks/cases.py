@@ -91,8 +91,19 @@ class Case:
 
     @property
     def copy_numel(self) -> int:
-        """Size of the copy whose bandwidth this case is compared with: its largest tensor."""
+        """Size of the copy (or read) whose bandwidth this case is compared with: its largest tensor."""
         return self.numel * (self.levels or 1)
+
+    @property
+    def limit_kind(self) -> str:
+        """What bounds the op: "read" bandwidth for the reduction (it reads eps_hat once and writes [B]), "copy"
+        bandwidth for the elementwise ops, plus the RNG for those that generate their noise."""
+        return "read" if self.op == "score_norm" else "copy"
+
+    @property
+    def normals(self) -> int:
+        """Normals the op generates (0 when its noise is given or it has none)."""
+        return self.numel * (self.levels or 1) if self.generates_noise else 0
 
     def inputs(self, device: str | torch.device) -> dict:
         """Keyword arguments of the public op (fixed seeds, so every implementation computes the same thing)."""

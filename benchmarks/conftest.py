@@ -10,8 +10,10 @@ import ctypes
 import ctypes.util
 import json
 import os
+from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import bench_ops, report
 
@@ -46,23 +48,61 @@ def pytest_collect_file(file_path, parent):
     return None
 
 
+def _cpu_isa() -> dict:
+    """The instruction sets in play: what the CPU has, what the ssni CPU kernels use (isa_kernels.h) and what
+    torch's own kernels (eager and compiled) use."""
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu_id": report.cpu_id(),
+        "cpu_vector_flags": " ".join(sorted(f for f in flags if f in ("avx2", "fma", "avx512f", "avx512bw"))) or "?",
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    if flags and "avx512f" not in flags:
+        info["avx512"] = (
+            "not on this CPU: the AVX-512 kernels are neither run nor measured here (another machine class)"
+        )
+    if hasattr(torch.ops.ssni_cpu, "capability"):
+        available = ", ".join(torch.ops.ssni_cpu.capabilities())
+        info["ssni_cpu_isa"] = f"{torch.ops.ssni_cpu.capability()} (available: {available})"
+    return info
+
+
 class Recorder:
-    """Collects medians during the session; writes the results files at its end."""
+    """Collects medians and the limits during the session; writes the results files at its end."""
 
     def __init__(self):
         self.medians: list[tuple] = []
         self.copy_gbps: dict[int, float] = {}
+        self.read_gbps: dict[int, float] = {}
+        self.rng_normals_per_s: dict[str, float] = {}  # per ISA, one thread
 
     def add(self, case, impl: str, median_s: float) -> None:
         self.medians.append((case, impl, median_s))
 
+    def _active_rng(self) -> float | None:
+        if not hasattr(torch.ops.ssni_cpu, "capability"):
+            return None
+        return self.rng_normals_per_s.get(torch.ops.ssni_cpu.capability())
+
     def rows(self) -> list[report.Row]:
-        return [
-            report.Row(
+        threads, rng = torch.get_num_threads(), self._active_rng()
+        rows = []
+        for case, impl, median in self.medians:
+            bandwidth = (self.read_gbps if case.limit_kind == "read" else self.copy_gbps).get(case.copy_numel)
+            limit = report.Limit.of(case.limit_kind, case.bytes_moved, bandwidth, case.normals, rng, threads)
+            row = report.Row(
                 case.name, case.op, case.shape_name, impl, median, case.bytes_moved, self.copy_gbps.get(case.copy_numel)
             )
-            for case, impl, median in self.medians
-        ]
+            row.set_limit(limit, case.normals, threads)
+            rows.append(row)
+        return rows
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +110,13 @@ def recorder(request):
     rec = Recorder()
     yield rec
     if rec.medians:
-        env = report.environment("cpu", allocator=ALLOCATOR_NOTE, timing=bench_ops.TIMING_NOTE)
+        env = report.environment(
+            "cpu", allocator=ALLOCATOR_NOTE, timing=bench_ops.TIMING_NOTE, limits=report.LIMITS_NOTE, **_cpu_isa()
+        )
         stem = f"ops-cpu-{env['date_utc'].replace('-', '').replace(' ', '-').replace(':', '')}"
         stem += "" if STEADY_STATE_ALLOCATOR else "-default-allocator"
-        path = report.write_results(rec.rows(), env, rec.copy_gbps, stem)
+        path = report.write_results(
+            rec.rows(), env, rec.copy_gbps, stem, read_gbps=rec.read_gbps, rng_normals_per_s=rec.rng_normals_per_s
+        )
         print(f"\nresults: {path}\n")
         print(report.render(json.loads(path.read_text())))

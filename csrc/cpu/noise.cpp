@@ -78,6 +78,22 @@ at::Tensor noise_inject_levels_cpu(const at::Tensor& x, const at::Tensor& mean_c
   return out;
 }
 
+// Philox4x32-10 of one counter, in place: the plain definition, for arbitrary counters (philox_bits).
+inline void philox4x32_10(uint32_t c[4], uint32_t k0, uint32_t k1) {
+  for (int r = 0; r < kPhiloxRounds; ++r) {
+    const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * c[0];
+    const uint64_t p1 = static_cast<uint64_t>(kPhiloxM1) * c[2];
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ c[1] ^ k0;
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ c[3] ^ k1;
+    c[1] = static_cast<uint32_t>(p1);
+    c[3] = static_cast<uint32_t>(p0);
+    c[0] = n0;
+    c[2] = n2;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+}
+
 // ssni::philox_bits(counters [N, 4] int64 holding uint32, seed) -> [N, 4] int64: the raw words, for tests.
 at::Tensor philox_bits_cpu(const at::Tensor& counters, int64_t seed) {
   TORCH_CHECK(counters.device().is_cpu(), "philox_bits: counters must be a CPU tensor");
@@ -88,12 +104,12 @@ at::Tensor philox_bits_cpu(const at::Tensor& counters, int64_t seed) {
   at::Tensor out = at::empty_like(c);
   const int64_t* src = c.data_ptr<int64_t>();
   int64_t* dst = out.data_ptr<int64_t>();
-  const ssni::PhiloxRow key = ssni::make_philox_row(seed, 0, 0, 0);
+  const PhiloxRow key = make_philox_row(seed, 0, 0, 0);
   at::parallel_for(0, c.size(0), 4096, [&](int64_t lo, int64_t hi) {
     for (int64_t n = lo; n < hi; ++n) {
       uint32_t w[4];
       for (int j = 0; j < 4; ++j) w[j] = static_cast<uint32_t>(src[4 * n + j]);
-      ssni::philox4x32_10(w, key.key0, key.key1);
+      philox4x32_10(w, key.key0, key.key1);
       for (int j = 0; j < 4; ++j) dst[4 * n + j] = static_cast<int64_t>(w[j]);
     }
   });

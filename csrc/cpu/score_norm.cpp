@@ -7,7 +7,9 @@
 #include <ATen/Dispatch.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -36,24 +38,33 @@ Levels check_levels(const char* op, const at::Tensor& eps_hat, const at::Tensor&
   return Levels{K, eps_hat.size(0) / K, eps_hat.numel() / eps_hat.size(0), std::move(weights)};
 }
 
-// score[0, len) ← s_b at elements [start, start + len).
+// score[0, len) ← s_b at elements [start, start + len), len ≤ kChunk: one pass over the K slabs of sample b,
+// kMaxSources slabs at a time (levels in order).
 template <typename scalar_t, typename acc_t>
-void mean_score(const scalar_t* eps, const Levels& lv, const acc_t* w, int64_t b, int64_t start, int64_t len,
-                acc_t* score) {
+void mean_score(const IsaKernels& kernels, const scalar_t* eps, const Levels& lv, const acc_t* w, int64_t b,
+                int64_t start, int64_t len, acc_t* score) {
   std::fill(score, score + len, acc_t(0));
-  for (int64_t k = 0; k < lv.K; ++k) {
-    const scalar_t* src = eps + (k * lv.B + b) * lv.N + start;
-    const acc_t wk = w[k];
-    for (int64_t i = 0; i < len; ++i) score[i] += wk * static_cast<acc_t>(src[i]);
+  constexpr bool convert = !std::is_same_v<acc_t, scalar_t>;
+  alignas(64) acc_t converted[convert ? kMaxSources : 1][convert ? kChunk : 1];
+  for (int64_t k = 0; k < lv.K; k += kMaxSources) {
+    const int count = static_cast<int>(std::min<int64_t>(kMaxSources, lv.K - k));
+    const acc_t* src[kMaxSources];
+    for (int j = 0; j < count; ++j) {
+      src[j] = as_acc(eps + ((k + j) * lv.B + b) * lv.N + start, len, converted[convert ? j : 0]);
+    }
+    add_scaled(kernels, score, src, w + k, count, len);
   }
 }
 
-template <typename acc_t>
-acc_t sum_squares(const acc_t* v, int64_t len) {
-  acc_t sq = 0;
-#pragma omp simd reduction(+ : sq)
-  for (int64_t i = 0; i < len; ++i) sq += v[i] * v[i];
-  return sq;
+// dst[0, len) ← c·v[i] rounded to scalar_t, len ≤ kChunk (non-temporal stores when `streaming`).
+template <typename scalar_t, typename acc_t>
+void store_scaled(const IsaKernels& kernels, scalar_t* dst, const acc_t* v, acc_t c, int64_t len, bool streaming) {
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    if (!streaming) return affine(kernels, dst, v, nullptr, nullptr, c, acc_t(0), acc_t(0), len);
+  }
+  alignas(64) acc_t scaled[kChunk];
+  affine(kernels, scaled, v, nullptr, nullptr, c, acc_t(0), acc_t(0), len);
+  store(kernels, dst, scaled, len, streaming);
 }
 
 template <typename acc_t>
@@ -74,11 +85,12 @@ at::Tensor score_norm_cpu(const at::Tensor& eps_hat, const at::Tensor& sigma) {
     using acc_t = acc_type<scalar_t>;
     const std::vector<acc_t> w = cast_weights<acc_t>(lv);
     std::vector<acc_t> partial(lv.B * per_row, acc_t(0));
+    const IsaKernels& kernels = isa_kernels();
     for_each_chunk(lv.B, lv.N, [&](int64_t b, int64_t start, int64_t len) {
       alignas(64) acc_t score[kChunk];
-      mean_score(ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
-      partial[b * per_row + start / kChunk] = sum_squares(score, len);
-    });
+      mean_score(kernels, ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
+      partial[b * per_row + start / kChunk] = sum_squares(kernels, score, len);
+    }, lv.K);
     acc_t* dst = out.data_ptr<acc_t>();
     for (int64_t b = 0; b < lv.B; ++b) {
       acc_t sq = 0;
@@ -89,7 +101,8 @@ at::Tensor score_norm_cpu(const at::Tensor& eps_hat, const at::Tensor& sigma) {
   return out;
 }
 
-// ∂e_b/∂eps_hat[k·B + b] = w_k·s_b / e_b (0 where e_b = 0, as torch's vector_norm backward).
+// ∂e_b/∂eps_hat[k·B + b] = w_k·s_b / e_b (0 where e_b = 0, as torch's vector_norm backward): one read of eps_hat
+// (for s_b) and one write of the gradient, around the caches when it is larger than the last-level cache.
 at::Tensor score_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& eps_hat, const at::Tensor& sigma,
                                    const at::Tensor& norm) {
   constexpr const char* op = "score_norm_backward";
@@ -104,16 +117,17 @@ at::Tensor score_norm_backward_cpu(const at::Tensor& grad, const at::Tensor& eps
     const std::vector<acc_t> w = cast_weights<acc_t>(lv);
     const acc_t* g = gc.data_ptr<acc_t>();
     const acc_t* e = nc.data_ptr<acc_t>();
+    const IsaKernels& kernels = isa_kernels();
+    const bool streaming = stream_output(out.numel() * static_cast<int64_t>(sizeof(scalar_t)));
     for_each_chunk(lv.B, lv.N, [&](int64_t b, int64_t start, int64_t len) {
       alignas(64) acc_t score[kChunk];
-      mean_score(ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
+      mean_score(kernels, ec.data_ptr<scalar_t>(), lv, w.data(), b, start, len, score);
       const acc_t scale = e[b] == acc_t(0) ? acc_t(0) : g[b] / e[b];
       for (int64_t k = 0; k < lv.K; ++k) {
         scalar_t* dst = out.data_ptr<scalar_t>() + (k * lv.B + b) * lv.N + start;
-        const acc_t c = scale * w[k];
-        for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<scalar_t>(c * score[i]);
+        store_scaled(kernels, dst, score, scale * w[k], len, streaming);
       }
-    });
+    }, lv.K);
   });
   return out;
 }
