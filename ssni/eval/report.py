@@ -259,6 +259,7 @@ def markdown_table(summary: Summary) -> str:
     for m, kinds in summary.differences.items():
         parts = ", ".join(f"{k} {_signed(e)}" for k, e in kinds.items())
         lines.append(f"{m} − {BASELINE} (paired, percentage points): {parts}.")
+    lines += frontier_lines(summary)
     for m, by_attack in summary.detection_auroc.items():
         parts = ", ".join(f"{a} {e.format(3)}" for a, e in by_attack.items())
         lines.append(f"AUROC of e(x), clean vs adversarial ({m}, seed {summary.seeds[0]}): {parts}.")
@@ -269,6 +270,44 @@ def markdown_table(summary: Summary) -> str:
     if not summary.complete:
         lines.append("Warning: the run is not complete; these numbers cover the groups finished so far.")
     return "\n".join(lines) + "\n"
+
+
+def frontier_points(summary: Summary, attack: str) -> list[tuple[float, float, float]]:
+    """The constant purifier's trade-off frontier under `attack`: (t, clean %, robust %) per constant method with
+    both accuracies, sorted by t."""
+    points = []
+    for m in summary.methods:
+        t = _constant_t(m, summary)
+        robust = summary.robust_accuracy.get(m, {}).get(attack)
+        if t is not None and m in summary.clean_accuracy and robust is not None:
+            points.append((t, summary.clean_accuracy[m].mean, robust.mean))
+    return sorted(points)
+
+
+def frontier_lines(summary: Summary) -> list[str]:
+    """Per attack, with two or more constant t: the frontier's points, then each SSNI method beside the frontier
+    read at SSNI's mean clean t (linear between the constant points): does sample-specific t beat a constant t
+    that spends as much noise on clean inputs?"""
+    lines = []
+    for attack in summary.attacks:
+        points = frontier_points(summary, attack)
+        if len(points) < 2:
+            continue
+        ts, clean, robust = (np.array(v) for v in zip(*points))
+        parts = ", ".join(f"t = {t:g}: {c:.1f} / {r:.1f}" for t, c, r in points)
+        lines.append(f"Frontier under {attack}, constant t (clean / robust %): {parts}.")
+        for m in summary.methods:
+            t_clean = summary.mean_t.get(m, {}).get("clean")
+            robust_m = summary.robust_accuracy.get(m, {}).get(attack)
+            if not m.startswith("ssni") or t_clean is None or robust_m is None:
+                continue
+            outside = "" if ts[0] <= t_clean <= ts[-1] else " (outside the swept t: its nearest point)"
+            lines.append(
+                f"  {m}: {summary.clean_accuracy[m].mean:.1f} / {robust_m.mean:.1f} at mean clean t {t_clean:.1f} "
+                f"(adversarial t {summary.mean_t[m].get('adversarial') or 0:.1f}); the constant frontier at t = "
+                f"{t_clean:.1f}: {np.interp(t_clean, ts, clean):.1f} / {np.interp(t_clean, ts, robust):.1f}{outside}."
+            )
+    return lines
 
 
 def _signed(e: Estimate) -> str:

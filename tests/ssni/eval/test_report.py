@@ -15,7 +15,15 @@ from ssni.cli import main
 from ssni.eval import report
 from ssni.eval.methods import Method
 from ssni.eval.records import ResultsLog, read_results
-from ssni.eval.report import accuracy_rows, accuracy_vs_t_series, markdown_table, summarize, t_histograms
+from ssni.eval.report import (
+    accuracy_rows,
+    accuracy_vs_t_series,
+    frontier_lines,
+    frontier_points,
+    markdown_table,
+    summarize,
+    t_histograms,
+)
 from ssni.eval.runner import EvalConfig, run_eval
 
 
@@ -252,3 +260,20 @@ def test_plot_legends_sit_outside_the_axes_and_titles_name_eps(written):
     assert set(seen) == {"score_norms.png", "t_distribution.png", "accuracy_vs_t.png", "tradeoff.png"}
     assert all(count > 0 for _, count in seen.values())
     assert seen["accuracy_vs_t.png"][0] == ["Accuracy vs t; pgd-linf: Linf ε = 0.1; pgd-l2: L2 ε = 0.5"]
+
+
+def test_frontier_points_and_ssni_beside_them(results):
+    s = summarize(read_results(results))
+    points = frontier_points(s, "pgd-l2")
+    assert [t for t, _, _ in points] == [10.0, 20.0, 30.0]  # constant@10, the baseline's t* 20, constant@30
+    for t, clean, robust in points:
+        method = "constant" if t == 20.0 else f"constant@{t:g}"
+        assert clean == s.clean_accuracy[method].mean and robust == s.robust_accuracy[method]["pgd-l2"].mean
+    lines = frontier_lines(s)
+    assert lines[0].startswith("Frontier under pgd-linf, constant t (clean / robust %): t = 10: ")
+    t_clean = s.mean_t["ssni-n"]["clean"]
+    ts, clean, robust = (np.array(v) for v in zip(*points))
+    expected = f"{np.interp(t_clean, ts, clean):.1f} / {np.interp(t_clean, ts, robust):.1f}"
+    start = next(i for i, x in enumerate(lines) if x.startswith("Frontier under pgd-l2"))
+    line = next(x for x in lines[start:] if x.startswith("  ssni-n:"))
+    assert f"the constant frontier at t = {t_clean:.1f}: {expected}" in line
