@@ -89,7 +89,7 @@ class AttackSpec:
             text += f", sign step {self.step_size:.4g} then projection onto the L2 ball (the reference's L2 PGD)"
         elif self.l2_step == "normalized":
             text += f", normalised-gradient step {self.step_size:.4g} (L2 length)"
-        elif self.kind in ("pgd", "bpda"):
+        elif self.kind in ("pgd", "bpda", "score-aware"):
             text += f", sign step {self.step_size:.4g}"
         if self.bpda_schedule is not None:
             text += f", BPDA forward with the {self.bpda_schedule} schedule"
@@ -201,7 +201,7 @@ def _paper_attacks(linf_eps: float, bpda_schedule: str) -> tuple[AttackSpec, ...
 _CIFAR_PATHS = ("data", "diffusion_checkpoint", "classifier_checkpoint")
 
 PRESETS: dict[str, Preset] = {
-    # The CPU demo (`ssni eval` with no arguments): the paper's two claims in miniature (docs/main-job.md).
+    # The CPU demo (`ssni eval` with no arguments): the paper's two claims in miniature (README, "The main job").
     # Operating point: at t* = 300 the noise costs the constant purifier clean accuracy, below t* = 150 it stops
     # defending; SSNI-N's clean t sits near t*/2 and its adversarial t near t* + b. Every purification takes 20
     # strided steps from its own t (SSNI-N 20 + b, F1); the constant@t points trace the baseline's frontier.
