@@ -342,3 +342,14 @@ def test_a_calibration_made_with_another_model_or_resolution(files, tmp_path, ca
     err = _refused(_eval_argv("cifar10-diffpure", files, calibration=calibration), capsys)
     assert err.startswith(f"ssni: error: calibration {calibration}: calibration mismatch: ")
     assert ("model_id" in err) == (other == "model") and ("resolution" in err) == (other == "resolution")
+
+
+def test_adm_runs_its_torso_in_float32_on_the_cpu():
+    """The reference's fp16 torso has no fast CPU kernels (ADM 256 would take hours per image): fp32 on the CPU."""
+    from ssni.eval.loading import for_device
+    from ssni.models.adm import build_adm
+
+    tiny = dict(image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,2", attention_resolutions="8")
+    model = build_adm(**tiny).convert_to_fp16()
+    assert for_device(model, "cuda:0").torso_dtype == torch.float16
+    assert for_device(model, "cpu").torso_dtype == torch.float32
