@@ -1,6 +1,6 @@
 """The PyTorch reference path: the executable spec every kernel is tested against.
 
-Plain, differentiable torch code, readable next to `shared/spec/SSNI.md` §1, §2, §5, §6. No input validation
+Plain, differentiable torch code, readable next to `docs/algorithm.md` §1, §2, §5, §6. No input validation
 here (the public ops in `ops.py` validate); arithmetic runs in float32 (float64 for float64 inputs) and the
 result is cast back to the input dtype.
 

@@ -114,12 +114,23 @@ def random_tensor(
     return values if dense else values.reshape(-1, *([1] * (len(shape) - 1))).expand(shape)
 
 
+def random_entry(
+    key: str, shape: Iterable[int], dtype: str, generator: torch.Generator, storage: Storage
+) -> torch.Tensor:
+    """The random value of state-dict entry `key`: `random_tensor`, except BatchNorm's `running_var`, which is
+    1 + |N(0, 0.05²)| as a trained network's variances are positive (a negative one makes every output NaN) and
+    near 1 (so a network of random weights keeps finite activations and gradients through its depth)."""
+    if key.endswith("running_var"):
+        return 1 + random_tensor(shape, dtype, generator, storage, positive=True)
+    return random_tensor(shape, dtype, generator, storage)
+
+
 def state_dict_from_manifest(
     name: str, *, seed: int = 0, storage: Storage = "broadcast", prefix: str = ""
 ) -> dict[str, torch.Tensor]:
-    """{prefix + key: random tensor} with the keys, shapes and dtypes of vendored manifest `name`, in its order."""
+    """{prefix + key: `random_entry`} with the keys, shapes and dtypes of vendored manifest `name`, in its order."""
     g = torch.Generator().manual_seed(seed)
-    return {prefix + key: random_tensor(shape, dtype, g, storage) for key, shape, dtype in manifest(name)}
+    return {prefix + key: random_entry(key, shape, dtype, g, storage) for key, shape, dtype in manifest(name)}
 
 
 def _save(obj: object, path: Path) -> Path:
@@ -268,7 +279,7 @@ def write_torchvision_resnet50(path: Path, *, seed: int = 0, storage: Storage = 
         reference = torchvision.models.resnet50().state_dict()
     g = torch.Generator().manual_seed(seed)
     dtypes = {k: str(v.dtype).removeprefix("torch.") for k, v in reference.items()}
-    state_dict = {k: random_tensor(v.shape, dtypes[k], g, storage) for k, v in reference.items()}
+    state_dict = {k: random_entry(k, v.shape, dtypes[k], g, storage) for k, v in reference.items()}
     _save(state_dict, path)
     return state_dict
 

@@ -24,6 +24,7 @@ __all__ = [
     "Models",
     "resolve_device",
     "file_identity",
+    "for_device",
     "load_models",
     "load_calibration",
     "build_purifier",
@@ -70,9 +71,20 @@ class Models:
 
 
 def _freeze(model: nn.Module, device: str) -> nn.Module:
-    model = model.eval().to(device)
+    model = for_device(model, device).eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)
+    return model
+
+
+def for_device(model: nn.Module, device: str) -> nn.Module:
+    """`model` in the precision its device runs fast: ADM's float16 torso (the reference's mixed precision, made for
+    GPUs) goes back to float32 on the CPU, where PyTorch has no fast float16 convolution (about 250× slower than
+    float32 at ADM's shapes: hours per purified image). On the CPU the network is then the file's fp32 weights."""
+    from ssni.models.adm import ADMUNet
+
+    if device == "cpu" and isinstance(model, ADMUNet) and model.torso_dtype == torch.float16:
+        model.convert_to_fp32()
     return model
 
 
