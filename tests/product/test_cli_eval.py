@@ -90,12 +90,13 @@ def test_eval_json_records_and_resume(tiny, tmp_path, capsys):
     summary = json.loads(captured.out)
     for key in SUMMARY_KEYS:
         assert key in summary
-    assert set(summary["clean_accuracy"]) == {"constant", "ssni-n", "ssni-l"}
+    methods = {"constant", "ssni-n", "ssni-l", "constant@100", "constant@200"}  # the mnist preset's
+    assert set(summary["clean_accuracy"]) == methods
     assert set(summary["robust_accuracy"]["ssni-n"]) == {"pgd-linf"}
     assert summary["network_calls"]["total"] > 0 and summary["complete"]
     assert "smoke" in summary["note"]
     log = read_results(out)
-    assert len(log.records) == 2 * 3 * 2  # samples × methods × (clean, pgd-linf)
+    assert len(log.records) == 2 * len(methods) * 2  # samples × methods × (clean, pgd-linf)
     for r in log.records:
         assert {"sample_id", "label", "pred", "correct", "t", "score_norm", "seed", "method", "attack"} <= set(r)
         if r["method"] == "constant":
