@@ -220,3 +220,6 @@ class SSNI(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0
     ) -> torch.Tensor:
         return self.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw)
+
+    # classifier ∘ SSNI as a plain nn.Module; t recomputed from each call's input (the adaptive protocol)
+    as_classifier = Purifier.as_classifier
