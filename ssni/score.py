@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import ssni_kernels
-from ssni.models.interface import CallCounter, as_eps_model, network_labels
+from ssni.models.interface import CallCounter, as_eps_model, check_time_labels, network_labels
 from ssni.schedules import eps_levels
 from ssni.validate import check_images, check_int, check_sample_ids, check_seed
 
@@ -47,8 +47,9 @@ def eps_score_norm(
 ) -> torch.Tensor:
     """e(x) for images x in [0, 1] [B, C, H, W] → float32 [B] (float64 for float64 x).
 
-    model: ε-network called with the continuous label 999·t_k (float32); num_levels: K (T' in the paper: 20 for
-    CIFAR-10, 50 for ImageNet); chunk_size: the most samples per network call (None: all K·B at once);
+    model: ε-network called with the continuous, fractional label 999·t_k (float32; probed once by
+    `ssni.models.interface.check_time_labels`, which warns when the network truncates it); num_levels: K (T' in
+    the paper: 20 for CIFAR-10, 50 for ImageNet); chunk_size: the most samples per network call (None: all K·B at once);
     counter: a CallCounter to add the network calls to (forward passes only, not the backward recomputation);
     grad: False (no graph, whatever the grad mode) or True (differentiable in x; memory: the activations of one
     chunk of at most max(chunk_size, K) network rows at a time, plus the inputs and norms);
@@ -64,6 +65,7 @@ def eps_score_norm(
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
     model = as_eps_model(model)
+    check_time_labels(model, 2 * x[:1] - 1)  # fractional labels below: warn once if the network truncates them
     labels, m, sigma = score_levels(num_levels, x.device)
     K, B = num_levels, x.shape[0]
     # Chunk over samples (all K levels of a sample stay together) so the noise keys do not change.

@@ -21,6 +21,8 @@ adapter holds one base `seed` (the evaluation seed, e.g. 121) and derives every 
   components the seeds `derive_seed(seed, STREAM_AUTOATTACK_STANDARD, component)`);
 - a GNS vote run that recomputes its score norm (`ssni.purify.gns.vote_score_seed`) uses
   `derive_seed(seed, STREAM_VOTE_SCORE, draw)`.
+- forward call k of a defence used as a plain module (`ssni.attacks.interop.DefendedClassifier`) is the defence at
+  the seed `derive_seed(seed, STREAM_MODULE_CALL, k)`.
 
 Gradient-free queries (FAB's and Square's predictions, APGD-T's and FAB-T's target ranking) are one no-grad
 forward of the surrogate with draw = iteration (`surrogate_logits`), the noise of a one-draw EOT iteration.
@@ -42,6 +44,7 @@ from torch import Tensor
 __all__ = [
     "STREAM_AUTOATTACK_STANDARD",
     "STREAM_EOT_DRAW",
+    "STREAM_MODULE_CALL",
     "STREAM_RANDOM_START",
     "STREAM_SCORE",
     "STREAM_SQUARE",
@@ -60,6 +63,7 @@ STREAM_RANDOM_START = 3
 STREAM_SQUARE = 4
 STREAM_AUTOATTACK_STANDARD = 5
 STREAM_VOTE_SCORE = 6
+STREAM_MODULE_CALL = 7
 
 _MASK64 = (1 << 64) - 1
 

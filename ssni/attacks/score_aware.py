@@ -275,8 +275,9 @@ def score_aware_pgd(
 ) -> ScoreAwareResult:
     """PGD-EOT on the score-aware objective `config` (default: "full", λ = 0), from x [B, ...] in [0, 1].
 
-    The loop and the budget are `pgd_eot`'s (`pgd_ascent`: norm, eps, eot, step_size, l2_step, on_iteration; sign
-    / normalised-gradient ascent on the EOT-averaged objective, no random start, every iteration runs). The result
+    The loop and the budget are `pgd_eot`'s (`pgd_ascent`: eps (required), norm, eot, step_size, l2_step,
+    random_start and seed, on_iteration; sign / normalised-gradient ascent on the EOT-averaged objective, every
+    iteration runs). The result
     also holds the e and t the defence computes for x_adv at its evaluation seed (`.mean_e`, `.mean_t`).
     """
     config = ScoreAwareConfig() if config is None else config

@@ -20,11 +20,13 @@ __all__ = [
     "check_attack_inputs",
     "check_positive_int",
     "check_radius",
+    "require_eps",
     "resolve_eps",
     "lp_norm",
     "per_sample",
     "project",
     "random_start",
+    "uniform_in_ball",
 ]
 
 Norm = Literal["Linf", "L2"]
@@ -71,17 +73,38 @@ def ascent_direction(grad: Tensor, norm: Norm, *, l2_step: Literal["normalized",
     return grad / per_sample(lp_norm(grad, "L2").clamp_min(_TINY), grad)
 
 
+def _start_noise(x: Tensor, extra: int, *, seed: int, sample_ids: Tensor, restart: int) -> Tensor:
+    """Philox normals [B, C·H·W + extra] keyed on (derive_seed(seed, STREAM_RANDOM_START, restart), sample id)."""
+    seed = derive_seed(seed, STREAM_RANDOM_START, restart)
+    return normal_noise((x[0].numel() + extra,), seed, sample_ids, 0, 0, dtype=x.dtype, device=x.device)
+
+
 def random_start(x: Tensor, norm: Norm, eps: float, *, seed: int, sample_ids: Tensor, restart: int) -> Tensor:
-    """A batch-invariant random point of the ε-ball (Croce & Hein's APGD start), clamped to [0, 1].
+    """A batch-invariant random point ON the ε-sphere (Croce & Hein's APGD start), clamped to [0, 1].
 
     Linf: u ~ U(−1, 1)^d (as erf(z/√2) of Philox normals z), x + ε·u/||u||_∞. L2: x + ε·z/||z||_2.
     The noise is the ssni Philox stream keyed on (derive_seed(seed, STREAM_RANDOM_START, restart), sample id).
     """
-    z = normal_noise(
-        x.shape[1:], derive_seed(seed, STREAM_RANDOM_START, restart), sample_ids, 0, 0, dtype=x.dtype, device=x.device
-    )
+    z = _start_noise(x, 0, seed=seed, sample_ids=sample_ids, restart=restart).reshape(x.shape)
     u = torch.erf(z / math.sqrt(2.0)) if norm == "Linf" else z
     return (x + eps * u / per_sample(lp_norm(u, norm).clamp_min(_TINY), u)).clamp(0.0, 1.0)
+
+
+def uniform_in_ball(x: Tensor, norm: Norm, eps: float, *, seed: int, sample_ids: Tensor) -> Tensor:
+    """A batch-invariant point drawn uniformly from the ε-ball around x, clamped to [0, 1] (PGD's random start,
+    Madry et al. 2018).
+
+    Linf: x + ε·u with u ~ U(−1, 1)^d per pixel (u = erf(z/√2) of Philox normals z).
+    L2: x + ε·r^(1/d)·z/||z||_2 with r ~ U(0, 1) (r = Φ(z₀) of one more normal): uniform in the d-ball.
+    The noise is `random_start`'s stream (restart 0) keyed on (seed, sample id).
+    """
+    if norm == "Linf":
+        z = _start_noise(x, 0, seed=seed, sample_ids=sample_ids, restart=0).reshape(x.shape)
+        return (x + eps * torch.erf(z / math.sqrt(2.0))).clamp(0.0, 1.0)
+    noise = _start_noise(x, 1, seed=seed, sample_ids=sample_ids, restart=0)
+    z, z0 = noise[:, :-1].reshape(x.shape), noise[:, -1]
+    radius = eps * (0.5 * (1 + torch.erf(z0 / math.sqrt(2.0)))) ** (1.0 / x[0].numel())
+    return (x + per_sample(radius, z) * z / per_sample(lp_norm(z, "L2").clamp_min(_TINY), z)).clamp(0.0, 1.0)
 
 
 def check_positive_int(value: object, name: str) -> None:
@@ -97,6 +120,18 @@ def check_radius(value: object, name: str, *, allow_zero: bool) -> None:
     if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value}")
+
+
+def require_eps(norm: str, eps: float | None, attack: str) -> float:
+    """eps itself; None is an error naming it (`attack` has no default radius: the right one depends on the data)."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if eps is None:
+        raise ValueError(
+            f"{attack} needs eps, the radius of the {norm} threat ball in [0, 1] pixel units (e.g. 8/255 Linf or "
+            "0.5 L2 on CIFAR-10, 4/255 Linf on ImageNet, 0.3 Linf on MNIST); it has no default"
+        )
+    return eps
 
 
 def resolve_eps(norm: str, eps: float | None) -> float:

@@ -54,37 +54,55 @@ class ModelBackend:
         from ssni import SSNI
 
         network_batch = check_int("network_batch", preset.batch_size if network_batch is None else network_batch, low=1)
+        purifier = build_purifier(preset.purifier, models.diffusion).to(device)
+        common = dict(bias=preset.bias, chunk_size=network_batch)
+        ssni = {
+            "ssni-n": SSNI(purifier, calibration, reweight="sigmoid", tau=tau, **common),
+            "ssni-l": SSNI(purifier, calibration, reweight="linear", linear_batch=preset.linear_batch_eval, **common),
+        }
+        self._attach(preset, models, purifier, ssni, device, network_batch)
+
+    @classmethod
+    def from_defences(
+        cls, preset: Preset, models: Models, purifier, ssni: dict, device: str, network_batch=None
+    ) -> ModelBackend:
+        """A backend on defences built by the caller (`ssni.evaluate`): `purifier` is the host at its constant t*,
+        `ssni` maps method kinds ("ssni-n", "ssni-l", any of them or none) to SSNI defences around copies of it.
+        The preset describes them (batch size, votes, SSNI-L's min/max groups)."""
+        backend = cls.__new__(cls)
+        backend._attach(preset, models, purifier, ssni, device, network_batch)
+        return backend
+
+    def _attach(self, preset: Preset, models: Models, purifier, ssni: dict, device: str, network_batch) -> None:
         self.preset = preset
         self.models = models
         self.device = device
-        self.network_batch = network_batch
+        self.network_batch = check_int(
+            "network_batch", preset.batch_size if network_batch is None else network_batch, low=1
+        )
         self.votes = preset.purifier.votes
-        self.purifier = build_purifier(preset.purifier, models.diffusion).to(device)
-        common = dict(bias=preset.bias, chunk_size=network_batch)
-        self.ssni = {
-            "ssni-n": SSNI(self.purifier, calibration, reweight="sigmoid", tau=tau, **common),
-            "ssni-l": SSNI(
-                self.purifier, calibration, reweight="linear", linear_batch=preset.linear_batch_eval, **common
-            ),
-        }
+        self.purifier = purifier
+        self.ssni = ssni
+        self.scorer = next(iter(ssni.values()), None)  # the score norm is the same for every SSNI method
         self.hosts = {"constant": self.purifier, **{kind: s.purifier for kind, s in self.ssni.items()}}
         self.streams, self.engines = self._streams()
         self._sweep_hosts: dict[int, tuple] = {}  # constant t → (its host, its streaming engine or None)
         self._last_scores: tuple | None = None  # (seed, x, ids, e) of the last score norms, for reuse
 
     def _streams(self):
-        """((score engine, purification engines...), {method kind: its purification engine}) when the host
-        streams, else (None, {})."""
+        """((score engine if SSNI, purification engines...), {method kind: its purification engine}) when the host
+        streams (and SSNI scores with the host's own network), else (None, {})."""
         from ssni.purify import StreamingPurifier
 
-        if not self.purifier.streamable:
+        if not self.purifier.streamable or (self.scorer is not None and self.scorer.score_model is not None):
             return None, {}
         # t is always given to the purification engines (SSNI-L's batch min/max is the chunk's, as unstreamed)
         by_host = {}
         for host in self.hosts.values():
             by_host.setdefault(id(host), StreamingPurifier(host, self.network_batch))
         engines = {kind: by_host[id(host)] for kind, host in self.hosts.items()}
-        return (StreamingPurifier(self.ssni["ssni-n"], self.network_batch), *by_host.values()), engines
+        scoring = () if self.scorer is None else (StreamingPurifier(self.scorer, self.network_batch),)
+        return (*scoring, *by_host.values()), engines
 
     def host(self, method: Method):
         """The purifier `method` runs without gradient (module docstring): SSNI's own copy, the host itself, or
@@ -138,7 +156,7 @@ class ModelBackend:
         if self.streams is not None and x.shape[0] > self.network_batch:
             e = self.streams[0].score_all(x, seed=seed, sample_ids=sample_ids)
         else:
-            score, dev = self.ssni["ssni-n"].scores, self.device
+            score, dev = self.scorer.scores, self.device
             runs = _runs(x.shape[0], self.preset.batch_size)
             e = torch.cat([score(x[r].to(dev), seed=seed, sample_ids=sample_ids[r].to(dev)) for r in runs])
         self._last_scores = (seed, x.detach().clone(), sample_ids.clone(), e)

@@ -85,5 +85,7 @@ class MNISTClassifier(nn.Module):
 
 
 def build_mnist_diffusion(config: MNISTDiffusionConfig = MNISTDiffusionConfig()) -> DDPMUNet:
-    """The MNIST ε-prediction UNet (untrained). forward(x_s [B,1,28,28], t int64 [B] in 0..999) → ε̂ [B,1,28,28]."""
+    """The MNIST ε-prediction UNet (untrained). forward(x_s [B,1,28,28], t float32 [B]) → ε̂ [B,1,28,28]; t is a
+    real-valued label (sinusoidal embedding): the DDPM index 0..999 in the walks, fractional 999·t_k in the score
+    norm (`ssni.models.interface`)."""
     return build_ddpm(**asdict(config))

@@ -241,6 +241,15 @@ class Purifier(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0):
         return self.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw)
 
+    def as_classifier(self, classifier: nn.Module, *, seed: int, gradient: str = "full", num_steps=None) -> nn.Module:
+        """classifier ∘ this defence as a plain `nn.Module` `model(x) -> logits` (x in [0, 1]) that torchattacks,
+        AutoAttack and RobustBench attack directly: every call a fresh draw keyed on (seed, call number), gradients
+        through the differentiable surrogate ("full") or straight through the purifier ("bpda"); num_steps: the
+        surrogate's step count. `ssni.attacks.interop.DefendedClassifier` says how noise and gradients are chosen."""
+        from ssni.attacks.interop import DefendedClassifier
+
+        return DefendedClassifier(self, classifier, seed=seed, gradient=gradient, num_steps=num_steps)
+
     def _purify(self, x_s, t, *, seed, sample_ids, draw, grad, surrogate, num_steps):
         """The schedule's stages in turn, each planned from the previous stage's output and run active-only."""
         x = x_s

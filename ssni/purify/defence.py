@@ -109,6 +109,13 @@ class SSNI(nn.Module):
         return self.purifier.t_star
 
     @property
+    def host(self) -> Purifier:
+        """The host as given (a copy without SSNI-N's b extra steps or the SSNI-L index shift; same network and
+        counter): the constant-t* baseline of this defence."""
+        host = self.purifier.with_extra_steps(0)
+        return host.with_index_shift(0) if self.reference_linear_shift else host
+
+    @property
     def network_calls(self) -> int:
         return self.score_counter.network_calls + self.purifier.network_calls
 
@@ -220,3 +227,6 @@ class SSNI(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor | None = None, *, seed: int, sample_ids=None, draw: int = 0
     ) -> torch.Tensor:
         return self.purify(x, t, seed=seed, sample_ids=sample_ids, draw=draw)
+
+    # classifier ∘ SSNI as a plain nn.Module; t recomputed from each call's input (the adaptive protocol)
+    as_classifier = Purifier.as_classifier

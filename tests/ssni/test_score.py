@@ -35,6 +35,9 @@ def test_matches_direct_loop(tiny_eps, images):
 def test_labels_are_continuous_999t(tiny_eps, images):
     model = tiny_eps()
     eps_score_norm(model, images(batch=2), 3, seed=0)
+    assert [float(lab) for lab in model.labels[:3]] == [1.0, 1.5, 2.0]  # the truncation probe, once per network
+    model.labels.clear()
+    eps_score_norm(model, images(batch=2), 3, seed=0)
     labels = torch.cat(model.labels)
     assert labels.dtype == torch.float32
     expected = torch.tensor([0.999, 0.999, 1.998, 1.998, 2.997, 2.997])  # level-major K·B

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import torch
 
 import ssni_kernels
-from ssni.models.interface import as_eps_model
+from ssni.models.interface import as_eps_model, check_time_labels
 from ssni.purify.base import INDEX_LIMIT, noise_word
 from ssni.purify.defence import SSNI
 from ssni.purify.stream.network import COMPILE_MODES, NETWORK_DTYPES, Network
@@ -371,6 +371,7 @@ class _Run:
     def _check_scorable(self, x) -> None:
         ssni = self.engine.ssni
         ssni.calibration.check(resolution=tuple(x.shape[-2:]))
+        check_time_labels(self.host.model, 2 * x[:1] - 1)  # the score levels' labels are fractional
         if self.model_shape != self.shape:
             raise ValueError(
                 f"x: the host purifies at resolution {self.model_shape[-1]}, the score norm runs at the input's "

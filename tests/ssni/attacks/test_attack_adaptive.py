@@ -54,7 +54,7 @@ def test_score_seeds_are_per_iteration_and_prediction_lets_ssni_choose_t(mlp_net
 
     fake_ssni.timesteps = timesteps
     result = pgd_eot(AdaptiveSSNI(fake_ssni, mlp_net, seed=122), x, y, sample_ids=ids, iterations=3, eot=1,
-                     check_success=True)  # fmt: skip
+                     eps=0.1, check_success=True)  # fmt: skip
     assert seeds == [derive_seed(122, STREAM_SCORE, k) for k in range(3)]
     kind, t, seed, _ = fake_ssni.calls[-1]
     assert (kind, t, seed) == ("purify", None, 122)

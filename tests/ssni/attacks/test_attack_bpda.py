@@ -54,7 +54,7 @@ def test_bpda_eot_purifies_without_gradient_and_stays_in_the_ball(mlp_net, batch
 def test_bpda_works_with_the_adaptive_adapter(mlp_net, batch, fake_ssni):
     x, ids = batch
     y = mlp_net(x).argmax(1)
-    bpda_eot(AdaptiveSSNI(fake_ssni, mlp_net, seed=1), x, y, sample_ids=ids, iterations=2, eot=3)
+    bpda_eot(AdaptiveSSNI(fake_ssni, mlp_net, seed=1), x, y, sample_ids=ids, eps=0.1, iterations=2, eot=3)
     assert len(fake_ssni.timesteps_inputs) == 2
     purify_ts = [t for kind, t, *_ in fake_ssni.calls if kind == "purify"]
     assert len(purify_ts) == 6 and all(t is not None for t in purify_ts)

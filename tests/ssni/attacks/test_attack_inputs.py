@@ -37,7 +37,7 @@ def test_bad_arguments_are_rejected_with_a_clear_error(attack, linear_net, batch
     x, ids = batch
     y = linear_net(x).argmax(1)
     for override, error, message in _bad_cases(x, y, ids):
-        args = dict(x=x, y=y, sample_ids=ids, eot=1, iterations=1) | override
+        args = dict(x=x, y=y, sample_ids=ids, eps=0.1, eot=1, iterations=1) | override
         with pytest.raises(error, match=message):
             ATTACKS[attack](PlainClassifier(linear_net), args.pop("x"), args.pop("y"), **args)
 
@@ -56,7 +56,7 @@ def test_attack_specific_arguments(attack, override, message, linear_net, batch)
     x, ids = batch
     y = linear_net(x).argmax(1)
     with pytest.raises(ValueError, match=message):
-        ATTACKS[attack](PlainClassifier(linear_net), x, y, sample_ids=ids, iterations=1, eot=1, **override)
+        ATTACKS[attack](PlainClassifier(linear_net), x, y, sample_ids=ids, eps=0.1, iterations=1, eot=1, **override)
 
 
 def test_dlr_matches_its_formula_and_is_affine_invariant():

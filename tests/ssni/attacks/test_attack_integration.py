@@ -91,7 +91,8 @@ def test_autoattack_rand_on_ssni(setting):
 
 def test_bpda_through_the_ddpm_purifier(setting):
     purifier, _, classifier, x, y, ids = setting
-    result = bpda_eot(PurifiedClassifier(purifier, classifier, seed=121), x, y, sample_ids=ids, iterations=2, eot=2)
+    model = PurifiedClassifier(purifier, classifier, seed=121)
+    result = bpda_eot(model, x, y, sample_ids=ids, eps=8 / 255, iterations=2, eot=2)
     assert (lp_norm(result.x_adv - x, "Linf") <= 8 / 255 + 1e-6).all()
     assert not torch.equal(result.x_adv, x)
 
@@ -106,6 +107,6 @@ def test_adaptive_bpda_on_ssni(setting):
         return original(x_, **kwargs)
 
     ssni.timesteps = counting
-    result = bpda_eot(AdaptiveSSNI(ssni, classifier, seed=121), x, y, sample_ids=ids, iterations=2, eot=3)
+    result = bpda_eot(AdaptiveSSNI(ssni, classifier, seed=121), x, y, sample_ids=ids, eps=8 / 255, iterations=2, eot=3)
     assert len(calls) == 2  # once per iteration; the 3 BPDA draws purify with that t, not their own
     assert (lp_norm(result.x_adv - x, "Linf") <= 8 / 255 + 1e-6).all()

@@ -1,14 +1,15 @@
-"""PGD-EOT: it attacks, stays in the threat model, averages EOT gradients, is batch-invariant."""
+"""PGD-EOT: it attacks, stays in the threat model, averages EOT gradients, is batch-invariant; eps is required and
+the random start is uniform in the ball."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ssni.attacks import PlainClassifier, PurifiedClassifier, derive_seed, eot_gradient, pgd_eot
+from ssni.attacks import PlainClassifier, PurifiedClassifier, bpda_eot, derive_seed, eot_gradient, pgd_eot
 from ssni.attacks.defended import STREAM_EOT_DRAW
 from ssni.attacks.losses import cross_entropy
-from ssni.attacks.threat import lp_norm
+from ssni.attacks.threat import lp_norm, uniform_in_ball
 
 
 def _accuracy(net, x, y):
@@ -89,7 +90,7 @@ def test_eot_gradient_is_the_average_of_draw_gradients(mlp_net, batch):
 def test_every_draw_of_every_iteration_gets_its_own_seed(mlp_net, batch, fake_purifier):
     x, ids = batch
     y = mlp_net(x).argmax(1)
-    pgd_eot(PurifiedClassifier(fake_purifier, mlp_net, seed=7), x, y, sample_ids=ids, iterations=3, eot=4)
+    pgd_eot(PurifiedClassifier(fake_purifier, mlp_net, seed=7), x, y, sample_ids=ids, eps=0.1, iterations=3, eot=4)
     seeds = [seed for kind, _, seed, _ in fake_purifier.calls if kind == "purify_grad"]
     assert seeds == [derive_seed(7, STREAM_EOT_DRAW, d) for d in range(12)]
     assert len(set(seeds)) == 12
@@ -112,7 +113,7 @@ def test_defended_prediction_uses_the_base_seed(mlp_net, batch, fake_purifier):
     x, ids = batch
     y = mlp_net(x).argmax(1)
     result = pgd_eot(
-        PurifiedClassifier(fake_purifier, mlp_net, seed=121), x, y, sample_ids=ids, iterations=1, eot=1,
+        PurifiedClassifier(fake_purifier, mlp_net, seed=121), x, y, sample_ids=ids, eps=0.1, iterations=1, eot=1,
         check_success=True,
     )  # fmt: skip
     kind, t, seed, _ = fake_purifier.calls[-1]
@@ -154,14 +155,49 @@ def test_l2_sign_quirk_is_a_sign_step_then_the_l2_projection(linear_net, batch):
     torch.testing.assert_close(textbook, (x + step).clamp(0, 1))
 
 
-@pytest.mark.parametrize(("norm", "radius"), [("Linf", 8 / 255), ("L2", 0.5)])
-def test_default_radius_follows_the_norm(linear_net, batch, norm, radius):
+def test_eps_has_no_default(linear_net, batch):
+    """No silent CIFAR-10 radius on other data: a missing or None eps is an error naming it."""
     x, ids = batch
     y = linear_net(x).argmax(1)
-    x_adv = pgd_eot(PlainClassifier(linear_net), x, y, sample_ids=ids, norm=norm, iterations=40, eot=1,
-                    step_size=0.05).x_adv  # fmt: skip
-    distance = lp_norm(x_adv - x, norm)
-    assert (distance <= radius * (1 + 1e-5)).all() and (distance >= radius * 0.99).any()
+    with pytest.raises(TypeError, match="eps"):
+        pgd_eot(PlainClassifier(linear_net), x, y, sample_ids=ids, iterations=1, eot=1)
+    with pytest.raises(ValueError, match="needs eps, the radius of the L2 threat ball"):
+        pgd_eot(PlainClassifier(linear_net), x, y, sample_ids=ids, norm="L2", eps=None, iterations=1, eot=1)
+    with pytest.raises(ValueError, match="needs eps"):
+        bpda_eot(PlainClassifier(linear_net), x, y, sample_ids=ids, eps=None, iterations=1, eot=1)
+
+
+@pytest.mark.parametrize("norm", ["Linf", "L2"])
+def test_uniform_start_fills_the_ball_and_is_keyed(norm):
+    """Madry's start: Linf pixels U(−ε, ε); L2 radius r with (r/ε)^d ~ U(0, 1); keyed on (seed, sample id)."""
+    x, eps = torch.full((512, 1, 4, 4), 0.5), 0.2  # far from the [0, 1] box: no clamping
+    ids = torch.arange(512)
+    start = uniform_in_ball(x, norm, eps, seed=3, sample_ids=ids)
+    delta = start - x
+    assert (lp_norm(delta, norm) <= eps * (1 + 1e-5)).all()
+    if norm == "Linf":
+        u = (delta / eps).flatten()
+        assert abs(u.mean().item()) < 0.02 and abs((u.abs() < 0.5).float().mean().item() - 0.5) < 0.02
+    else:
+        fraction = (lp_norm(delta, "L2") / eps) ** x[0].numel()  # uniform in the ball ⇔ U(0, 1)
+        assert abs(fraction.mean().item() - 0.5) < 0.05 and fraction.min() < 0.1
+    perm = torch.randperm(512, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(uniform_in_ball(x[perm], norm, eps, seed=3, sample_ids=ids[perm]), start[perm])
+    assert not torch.equal(uniform_in_ball(x, norm, eps, seed=4, sample_ids=ids), start)
+
+
+def test_random_start_is_seeded_and_optional(linear_net, batch):
+    x, ids = batch
+    y = linear_net(x).argmax(1)
+    model = PlainClassifier(linear_net)
+    budget = dict(sample_ids=ids, eps=0.05, iterations=1, eot=1, step_size=1e-4)
+    plain = pgd_eot(model, x, y, **budget).x_adv
+    started = pgd_eot(model, x, y, random_start=True, seed=9, **budget).x_adv
+    assert torch.equal(pgd_eot(model, x, y, random_start=True, seed=9, **budget).x_adv, started)
+    assert (lp_norm(started - plain, "Linf") > 0.01).all()  # far from x after a 1e-4 step: the start moved it
+    assert (lp_norm(started - x, "Linf") <= 0.05 + 1e-6).all()
+    with pytest.raises(ValueError, match="random_start=True needs seed"):
+        pgd_eot(model, x, y, random_start=True, **budget)
 
 
 def test_a_custom_defended_prediction_judges_success(mlp_net, batch, fake_purifier):
@@ -175,7 +211,7 @@ def test_a_custom_defended_prediction_judges_success(mlp_net, batch, fake_purifi
         return torch.nn.functional.one_hot(torch.zeros_like(sample_ids), 10).float()
 
     model = PurifiedClassifier(fake_purifier, mlp_net, seed=1, predict=always_class_zero)
-    result = pgd_eot(model, x, y, sample_ids=ids, iterations=1, eot=1, check_success=True)
+    result = pgd_eot(model, x, y, sample_ids=ids, eps=0.1, iterations=1, eot=1, check_success=True)
     assert torch.equal(result.success, y != 0)
     assert len(seen) == 1 and torch.equal(seen[0], ids)
     assert {kind for kind, *_ in fake_purifier.calls} == {"purify_grad"}
