@@ -145,35 +145,44 @@ class Methods:
         for method, graph in ((GRAPH, True), (STREAM, False)):
             if graph and device.type != "cuda":
                 continue
+            # The score norm streams in full precision (reduced precision is refused around it: its smallest
+            # EPS level is below bf16's resolution); the host's walk streams at the precision under test, given t.
             ssni = SSNI(DDPMPurifier(precision.raw, t_star=run.t_star), calibration, bias=run.bias)
-            stream = StreamingPurifier(ssni, batch_size=run.images, network_dtype=precision.stream_dtype,
-                                       cuda_graph=graph)  # fmt: skip
-            stream.network = ClockedNetwork(stream.network, clock)
-            self.streams[method] = stream
+            score = StreamingPurifier(ssni, batch_size=run.images, cuda_graph=graph)
+            host = StreamingPurifier(ssni.purifier, batch_size=run.images, network_dtype=precision.stream_dtype,
+                                     cuda_graph=graph)  # fmt: skip
+            for stream in (score, host):
+                stream.network = ClockedNetwork(stream.network, clock)
+            self.streams[method] = (ssni, score, host)
 
     def run(self, method: str, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if method == CONSTANT:
             return self.constant.purify(x, seed=SEED, sample_ids=ids)
         if method == ACTIVE:
             return self.active.purify(x, seed=SEED, sample_ids=ids)
-        return self.streams[method].purify_all(x, seed=SEED, sample_ids=ids)
+        ssni, score, host = self.streams[method]
+        t = ssni.timesteps_from_scores(score.score_all(x, seed=SEED, sample_ids=ids)).to(x.device)
+        return host.purify_all(x, t, seed=SEED, sample_ids=ids)
 
     def counters(self, method: str) -> tuple[int, int, int]:
         if method in self.streams:
-            stats = self.streams[method].stats
-            return stats.samples_evaluated, stats.network_calls, stats.padded_rows
+            stats = [stream.stats for stream in self.streams[method][1:]]
+            return tuple(
+                sum(getattr(s, k) for s in stats) for k in ("samples_evaluated", "network_calls", "padded_rows")
+            )
         purifier = self.constant if method == CONSTANT else self.active
         return purifier.samples_evaluated, purifier.network_calls, 0
 
     def reset(self) -> None:
-        for purifier in (self.constant, self.active, *self.streams.values()):
+        streams = [stream for _, *pair in self.streams.values() for stream in pair]
+        for purifier in (self.constant, self.active, *streams):
             purifier.reset()
 
     def warm_up_graph(self, x: torch.Tensor, ids: torch.Tensor) -> bool:
-        """Capture the CUDA graph (one walk step of one sample); True when it was captured."""
-        stream = self.streams[GRAPH]
-        stream.purify_all(x[:1], torch.ones(1, dtype=torch.int64, device=x.device), seed=SEED, sample_ids=ids[:1])
-        return stream.network.graph is not None
+        """Capture the host stream's CUDA graph (one walk step of one sample); True when it was captured."""
+        host = self.streams[GRAPH][2]
+        host.purify_all(x[:1], torch.ones(1, dtype=torch.int64, device=x.device), seed=SEED, sample_ids=ids[:1])
+        return host.network.graph is not None
 
 
 def time_method(methods: Methods, method: str, x, ids, clock: NetworkClock, repeats: int) -> tuple[dict, torch.Tensor]:

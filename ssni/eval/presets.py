@@ -221,6 +221,8 @@ PRESETS: dict[str, Preset] = {
             AttackSpec("pgd-l2", "L2", 2.0, 0.4, 8, 1, l2_step="normalized"),
             AttackSpec("bpda-linf", "Linf", 0.3, 0.05, 8, 1, kind="bpda", bpda_schedule="defence"),
             AttackSpec("score-aware", "Linf", 0.3, 0.05, 8, 1, kind="score-aware"),
+            AttackSpec("score-aware-lambda0.05", "Linf", 0.3, 0.05, 8, 1, kind="score-aware"),
+            AttackSpec("score-aware-lambda1", "Linf", 0.3, 0.05, 8, 1, kind="score-aware"),
             AttackSpec("score-aware-two-phase", "Linf", 0.3, 0.05, 8, 1, kind="score-aware"),
             AttackSpec("autoattack-rand", "Linf", 0.3, 0.05, 8, 1, kind="autoattack-rand"),
             AttackSpec("autoattack-standard", "Linf", 0.3, 0.05, 8, 1, kind="autoattack-standard"),

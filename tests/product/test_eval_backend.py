@@ -11,7 +11,7 @@ from ssni.cli import build_parser, eval_request, main
 from ssni.eval.commands import prepare_eval
 from ssni.eval.methods import Method
 
-NUM_LEVELS, T_STAR, B = 3, 12, 5
+NUM_LEVELS, T_STAR, B = 3, 8, 5  # t* 8 ≤ the mnist preset's 10 steps: the defence visits every index
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +34,19 @@ def _charged(backend, data, method: str):
     return backend.samples_evaluated - before[0], backend.network_calls - before[1], out
 
 
+def _steps(backend, t: int) -> int:
+    """Reverse steps of a walk from t: every index when the preset's defence visits every index, else its n."""
+    t_star, n = backend.preset.purifier.stages[0]
+    return t if n == t_star else min(t, n)
+
+
 def test_constant_t_star_is_charged_its_walk_only(backend):
-    """t* = 12 visiting every index: 12 evaluations per image, no score norm (SSNI's K levels are not charged)."""
+    """t* = 8: its own walk per image (8 steps, or the preset's strided n), no score norm (SSNI's K levels are
+    not charged)."""
     evaluated, calls, out = _charged(*backend, "constant")
+    steps = _steps(backend[0], T_STAR)
     assert out.score_norm is None and out.t.tolist() == [T_STAR] * B
-    assert evaluated == B * T_STAR and calls == T_STAR  # all images share every index: one call per index
+    assert evaluated == B * steps and calls == steps  # all images share every step: one call per step
 
 
 def test_ssni_is_charged_its_score_levels_and_its_own_walk(backend):
@@ -49,6 +57,9 @@ def test_ssni_is_charged_its_score_levels_and_its_own_walk(backend):
 
 @pytest.mark.parametrize("t", [5, 20])
 def test_sweep_points_visit_every_index(backend, t):
-    """constant@t costs t evaluations per image above the host's t* too (every index, not 12 strided steps)."""
+    """constant@t takes the walk the defence takes, above the host's t* too: every index when the defence visits
+    every index (t evaluations per image), else the defence's n strided steps."""
     evaluated, calls, out = _charged(*backend, f"constant@{t}")
-    assert out.t.tolist() == [t] * B and evaluated == B * t and calls == t
+    steps = _steps(backend[0], t)
+    assert steps == t  # the fixture's defence visits every index
+    assert out.t.tolist() == [t] * B and evaluated == B * steps and calls == steps
