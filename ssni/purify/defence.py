@@ -160,7 +160,11 @@ class SSNI(nn.Module):
         return torch.cat(
             [
                 linear_t_continuous(
-                    g, min(cal.min, float(g.detach().min())), max(cal.max, float(g.detach().max())), self.t_star, self.bias
+                    g,
+                    min(cal.min, float(g.detach().min())),
+                    max(cal.max, float(g.detach().max())),
+                    self.t_star,
+                    self.bias,
                 )
                 for g in groups
             ]
