@@ -202,6 +202,17 @@ class Calibration:
         if wrong:
             raise CalibrationMismatchError("calibration mismatch: " + "; ".join(wrong) + " (recalibrate)")
 
+    def with_adversarial(self, adv_norms: torch.Tensor) -> Calibration:
+        """The same clean statistics with τ (and adv_mean) proposed from adversarial norms as well."""
+        return Calibration.from_norms(
+            self.norms,
+            model_id=self.model_id,
+            num_levels=self.num_levels,
+            resolution=self.resolution,
+            seed=self.seed,
+            adv_norms=adv_norms,
+        )
+
     def with_tau(self, tau: float) -> Calibration:
         """A copy with another τ (for a sweep)."""
         if not tau > 0:

@@ -176,7 +176,7 @@ def _write_pngs(images: torch.Tensor, names: list[str], folder: Path) -> None:
 def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
     """`ssni calibrate`: clean score-norm statistics of the reference set (the user's images, else the preset's
     training images) and a proposed τ."""
-    from ssni import Calibration, calibrate, tau_sweep
+    from ssni import calibrate, tau_sweep
 
     preset = resolve_preset(request.preset, request.overrides)
     src = request.sources
@@ -212,14 +212,7 @@ def calibrate_files(request: CalibrateRequest) -> tuple[Path, str]:
         device=device,
     )
     if adversarial is not None:  # τ from clean and adversarial norms (the norms of records, not images)
-        cal = Calibration.from_norms(
-            cal.norms,
-            model_id=cal.model_id,
-            num_levels=cal.num_levels,
-            resolution=cal.resolution,
-            seed=cal.seed,
-            adv_norms=adversarial,
-        )
+        cal = cal.with_adversarial(adversarial)
     cal = dataclasses.replace(cal, source=source)
     if request.tau is not None:
         cal = cal.with_tau(request.tau)

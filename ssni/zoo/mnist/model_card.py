@@ -110,7 +110,7 @@ def _ints(text: str) -> tuple[int, ...]:
 def mnist_report(config: MNISTReportConfig) -> dict:
     """Compute the model-card numbers with the weights in `config.out_dir`; write mnist_report.json, the grid PNG
     and the calibration (mnist_calibration.json + its norms) there. Returns the report dict."""
-    from ssni.calibration import Calibration, calibrate
+    from ssni.calibration import calibrate
     from ssni.data.subsets import calibration_subset, mnist_test_subset
 
     torch.set_num_threads(config.threads)
@@ -164,14 +164,7 @@ def mnist_report(config: MNISTReportConfig) -> dict:
     )
     tau_set = train.subset(drawn[config.calibration_samples :])
     adv_norms = _norms(diffusion, _fgsm(classifier, tau_set, config.fgsm_eps), config)
-    calibration = Calibration.from_norms(
-        calibration.norms,
-        model_id=calibration.model_id,
-        num_levels=calibration.num_levels,
-        resolution=calibration.resolution,
-        seed=calibration.seed,
-        adv_norms=adv_norms,
-    )
+    calibration = calibration.with_adversarial(adv_norms)
     calibration.save(out / "mnist_calibration.json")
     report["calibration"] = {
         "samples": config.calibration_samples,
