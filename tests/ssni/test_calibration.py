@@ -34,6 +34,9 @@ def test_tau_proposal_with_adversarial_norms():
     )
     assert tau_sweep(cal, (0.5, 2.0)) == [pytest.approx(cal.tau * 0.5), pytest.approx(cal.tau * 2)]
     assert cal.with_tau(3.0).tau == 3.0 and cal.with_tau(3.0).mean == cal.mean
+    clean_only = _cal()
+    again = clean_only.with_adversarial(torch.tensor([25.0, 27.0]))  # the clean statistics kept, τ re-proposed
+    assert clean_only.adv_mean is None and (again.adv_mean, again.tau, again.mean) == (26.0, cal.tau, clean_only.mean)
 
 
 def test_save_load_round_trip_and_refusal(tmp_path):
