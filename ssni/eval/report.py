@@ -106,35 +106,56 @@ def _matrix(rows: dict[int, dict[int, bool]], seeds: list[int]) -> np.ndarray | 
     return np.array([[rows[s][i] for s in seeds] for i in ids], dtype=bool) if ids else None
 
 
-def summarize(log: ResultsLog) -> Summary:
-    """Aggregate the committed records of a results file."""
-    config = log.header.get("config", {})
-    correct: dict[tuple[str, str], dict[int, dict[int, bool]]] = defaultdict(lambda: defaultdict(dict))
-    t_values: dict[tuple[str, bool], list[float]] = defaultdict(list)
-    norms_clean: list[float] = []
-    norms_adv: dict[str, list[float]] = defaultdict(list)
-    norms_method: dict[tuple[str, bool], list[float]] = defaultdict(list)
-    first_seed_norms: dict[tuple[str, str], list[float]] = defaultdict(list)
-    by_attack: dict[tuple[str, str, str], list[float]] = defaultdict(list)  # (method, attack, "t" | "e")
-    samples: set[int] = set()
-    seeds = sorted({int(r["seed"]) for r in log.records})
-    for r in log.records:
-        adv = r["attack"] != CLEAN
-        correct[(r["method"], r["attack"])][int(r["seed"])][int(r["sample_id"])] = bool(r["correct"])
-        if r.get("t") is not None:
-            t_values[(r["method"], adv)].append(float(r["t"]))
-            by_attack[(r["method"], r["attack"], "t")].append(float(r["t"]))
-        if r.get("score_norm") is not None:
-            by_attack[(r["method"], r["attack"], "e")].append(float(r["score_norm"]))
-        if r.get("score_norm") is not None:
-            (norms_adv[r["attack"]] if adv else norms_clean).append(float(r["score_norm"]))
-            norms_method[(r["method"], adv)].append(float(r["score_norm"]))
-            if int(r["seed"]) == seeds[0]:
-                first_seed_norms[(r["method"], r["attack"])].append(float(r["score_norm"]))
-        samples.add(int(r["sample_id"]))
-    methods = list(dict.fromkeys(m for m, _ in correct))
-    attacks = list(dict.fromkeys(a for _, a in correct if a != CLEAN))
-    matrices = {key: m for key, rows in correct.items() if (m := _matrix(rows, seeds)) is not None}
+@dataclass
+class _Tally:
+    """The committed records of a results file, gathered by what the summary averages."""
+
+    seeds: list[int]
+    samples: set[int]
+    # (method, attack) → seed → sample id → correct
+    correct: dict[tuple[str, str], dict[int, dict[int, bool]]]
+    t: dict[tuple[str, bool], list[float]]  # (method, adversarial?) → t
+    norms_clean: list[float]
+    norms_adv: dict[str, list[float]]  # attack → e
+    norms_method: dict[tuple[str, bool], list[float]]  # (method, adversarial?) → e
+    first_seed_norms: dict[tuple[str, str], list[float]]  # (method, attack) → e at the first seed
+    reached: dict[tuple[str, str, str], list[float]]  # (method, attack, "t" | "e") → values
+
+    @classmethod
+    def of(cls, log: ResultsLog) -> _Tally:
+        seeds = sorted({int(r["seed"]) for r in log.records})
+        tally = cls(
+            seeds,
+            set(),
+            defaultdict(lambda: defaultdict(dict)),
+            defaultdict(list),
+            [],
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(list),
+            defaultdict(list),
+        )
+        for r in log.records:
+            method, attack, seed, adv = r["method"], r["attack"], int(r["seed"]), r["attack"] != CLEAN
+            tally.correct[(method, attack)][seed][int(r["sample_id"])] = bool(r["correct"])
+            tally.samples.add(int(r["sample_id"]))
+            if r.get("t") is not None:
+                tally.t[(method, adv)].append(float(r["t"]))
+                tally.reached[(method, attack, "t")].append(float(r["t"]))
+            if r.get("score_norm") is not None:
+                e = float(r["score_norm"])
+                tally.reached[(method, attack, "e")].append(e)
+                (tally.norms_adv[attack] if adv else tally.norms_clean).append(e)
+                tally.norms_method[(method, adv)].append(e)
+                if seed == seeds[0]:
+                    tally.first_seed_norms[(method, attack)].append(e)
+        return tally
+
+
+def _correct_matrices(tally: _Tally, methods: list[str], attacks: list[str]) -> dict[tuple[str, str], np.ndarray]:
+    """(method, attack) → bool [N, S]; adds the AutoAttack worst case (and its name to `attacks`) where a method
+    ran both versions on the same images."""
+    matrices = {key: m for key, rows in tally.correct.items() if (m := _matrix(rows, tally.seeds)) is not None}
     worst, parts = WORST_CASE
     for m in methods:
         pair = [matrices.get((m, a)) for a in parts]
@@ -142,10 +163,11 @@ def summarize(log: ResultsLog) -> Summary:
             matrices[(m, worst)] = pair[0] & pair[1]
             if worst not in attacks:
                 attacks.append(worst)
+    return matrices
 
-    def stat(method: str, attack: str) -> Stat | None:
-        return Stat.of(matrices[(method, attack)], seeds) if (method, attack) in matrices else None
 
+def _differences(matrices, methods: list[str], attacks: list[str]) -> dict[str, dict[str, Estimate]]:
+    """method → "clean" or attack → paired difference to the constant baseline, in percentage points."""
     differences: dict[str, dict[str, Estimate]] = {}
     for m in methods:
         if m == BASELINE:
@@ -157,15 +179,25 @@ def summarize(log: ResultsLog) -> Summary:
                 kinds["clean" if kind == CLEAN else kind] = stats.paired_difference(a, b)
         if kinds:
             differences[m] = kinds
+    return differences
+
+
+def _detection(tally: _Tally, methods: list[str], attacks: list[str]) -> dict[str, dict[str, Estimate]]:
+    """method → attack → AUROC of e(x), clean against that attack's inputs, at the first seed."""
+    norms = tally.first_seed_norms
     detection = {
         m: {
-            a: stats.auroc(first_seed_norms[(m, a)], first_seed_norms[(m, CLEAN)])
+            a: stats.auroc(norms[(m, a)], norms[(m, CLEAN)])
             for a in attacks
-            if first_seed_norms.get((m, a)) and first_seed_norms.get((m, CLEAN))
+            if norms.get((m, a)) and norms.get((m, CLEAN))
         }
         for m in methods
     }
+    return {m: d for m, d in detection.items() if d}
 
+
+def _work(log: ResultsLog) -> tuple[dict[str, int], dict[str, int], dict[str, float]]:
+    """Network calls and samples evaluated per method/attack (with totals), and network evaluations per clean image."""
     calls: dict[str, int] = defaultdict(int)
     evaluated: dict[str, int] = defaultdict(int)
     clean_groups: dict[str, int] = defaultdict(int)
@@ -174,14 +206,37 @@ def summarize(log: ResultsLog) -> Summary:
         evaluated[f"{c['method']}/{c['attack']}"] += int(c.get("samples_evaluated", 0))
         if c["attack"] == CLEAN:
             clean_groups[c["method"]] += int(c["n"])
+    return (
+        {"total": sum(calls.values()), **dict(sorted(calls.items()))},
+        {"total": sum(evaluated.values()), **dict(sorted(evaluated.items()))},
+        {m: evaluated[f"{m}/{CLEAN}"] / n for m, n in clean_groups.items()},
+    )
+
+
+def summarize(log: ResultsLog) -> Summary:
+    """Aggregate the committed records of a results file."""
+    config = log.header.get("config", {})
+    tally = _Tally.of(log)
+    methods = list(dict.fromkeys(m for m, _ in tally.correct))
+    attacks = list(dict.fromkeys(a for _, a in tally.correct if a != CLEAN))
+    matrices = _correct_matrices(tally, methods, attacks)
+
+    def stat(method: str, attack: str) -> Stat | None:
+        return Stat.of(matrices[(method, attack)], tally.seeds) if (method, attack) in matrices else None
+
+    def by_kind(values: dict[tuple[str, bool], list[float]], method: str) -> dict[str, float | None]:
+        return {"clean": _mean(values[(method, False)]), "adversarial": _mean(values[(method, True)])}
+
+    calls, evaluated, per_image = _work(log)
     expected = config.get("num_groups")
     specs = [AttackSpec.from_record(a) for a in config.get("preset", {}).get("attacks", [])]
     defence_config, attack_config = run_configuration(log.header)
+    reached = tally.reached
     return Summary(
         preset=config.get("preset", {}).get("name", "?"),
         note=config.get("preset", {}).get("demo_note"),
-        seeds=seeds,
-        num_samples=len(samples),
+        seeds=tally.seeds,
+        num_samples=len(tally.samples),
         methods=methods,
         attacks=attacks,
         attack_protocol={a.name: a.describe() for a in specs if a.name in attacks},
@@ -189,27 +244,24 @@ def summarize(log: ResultsLog) -> Summary:
         attack_config=[a for a in attack_config if a["attack"] in attacks],
         clean_accuracy={m: s for m in methods if (s := stat(m, CLEAN)) is not None},
         robust_accuracy={m: {a: s for a in attacks if (s := stat(m, a)) is not None} for m in methods},
-        differences=differences,
-        detection_auroc={m: d for m, d in detection.items() if d},
+        differences=_differences(matrices, methods, attacks),
+        detection_auroc=_detection(tally, methods, attacks),
         reached={
             m: {
-                a: {"mean_t": _mean(by_attack[(m, a, "t")]), "mean_e": _mean(by_attack[(m, a, "e")])}
+                a: {"mean_t": _mean(reached[(m, a, "t")]), "mean_e": _mean(reached[(m, a, "e")])}
                 for a in attacks
-                if by_attack.get((m, a, "t"))
+                if reached.get((m, a, "t"))
             }
             for m in methods
         },
-        mean_t={m: {"clean": _mean(t_values[(m, False)]), "adversarial": _mean(t_values[(m, True)])} for m in methods},
-        score_norm_clean_mean=_mean(norms_clean),
-        score_norm_adv_mean=_mean([v for vs in norms_adv.values() for v in vs]),
-        score_norm_adv_mean_by_attack={a: float(np.mean(v)) for a, v in norms_adv.items()},
-        score_norm_by_method={
-            m: {"clean": _mean(norms_method[(m, False)]), "adversarial": _mean(norms_method[(m, True)])}
-            for m in methods
-        },
-        network_calls={"total": sum(calls.values()), **dict(sorted(calls.items()))},
-        samples_evaluated={"total": sum(evaluated.values()), **dict(sorted(evaluated.items()))},
-        evaluations_per_image={m: evaluated[f"{m}/{CLEAN}"] / n for m, n in clean_groups.items()},
+        mean_t={m: by_kind(tally.t, m) for m in methods},
+        score_norm_clean_mean=_mean(tally.norms_clean),
+        score_norm_adv_mean=_mean([v for vs in tally.norms_adv.values() for v in vs]),
+        score_norm_adv_mean_by_attack={a: float(np.mean(v)) for a, v in tally.norms_adv.items()},
+        score_norm_by_method={m: by_kind(tally.norms_method, m) for m in methods},
+        network_calls=calls,
+        samples_evaluated=evaluated,
+        evaluations_per_image=per_image,
         complete=expected is None or len(log.commits) == expected,
     )
 
