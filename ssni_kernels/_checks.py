@@ -2,9 +2,10 @@
 
 Two kinds of checks:
 - metadata (type, shape, dtype, device): free, always on, also while torch.compile traces;
-- values (t in range, finite schedule, σ > 0, ...): gathered into ONE boolean tensor read back once per call,
-  which is a device synchronisation on a GPU. They run in eager mode unless SSNI_CHECK_VALUES=0, and are
-  skipped while torch.compile traces (the CPU kernels still bounds-check indices such as t).
+- values (t in range, finite schedule, σ > 0, ...): declared as `Range`s and checked from each tensor's min and
+  max, read back ONCE per call, which is a device synchronisation on a GPU. They run in eager mode unless
+  SSNI_CHECK_VALUES=0, and are skipped while torch.compile traces (the CPU kernels still bounds-check indices
+  such as t).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import numbers
 import operator
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -109,7 +111,8 @@ def indices(op: str, name: str, value, device: torch.device, length: int | None 
     """A 1-D tensor of any integer dtype on `device`, returned as int64 so that range checks compare exact values
     (a bound such as 1000 or 2**32 would wrap in a narrower dtype; uint64 values ≥ 2**63 become negative, which
     every range check refuses)."""
-    return vector(op, name, value, device, length, kind="int").to(torch.int64)
+    vector(op, name, value, device, length, kind="int")
+    return value if value.dtype == torch.int64 else value.to(torch.int64)
 
 
 def per_sample(op: str, name: str, value, x: torch.Tensor, *, kind: str = "float") -> torch.Tensor:
@@ -159,7 +162,7 @@ def step_words(op: str, value, x: torch.Tensor):
                 f"{op}: step must be a Python int or an integer [B] tensor of step words, got {type(value).__name__}"
             ) from None
     words = per_sample(op, "step", value, x, kind="int")
-    return 0, words, [("step must be in [0, 2**32)", (words >= 0) & (words < _UINT32))]
+    return 0, words, [Range("step must be in [0, 2**32)", words, 0, _UINT32, high_open=True)]
 
 
 def seed(op: str, value, needed: bool) -> int:
@@ -185,19 +188,44 @@ def sample_ids(op: str, value, x: torch.Tensor):
     return None if value is None else indices(op, "sample_ids", value, x.device, x.shape[0])
 
 
-def values(op: str, conditions: list[tuple[str, torch.Tensor]]) -> None:
-    """Raise ValueError with the message of the first condition that is not all true. One read-back per call.
+@dataclass(frozen=True)
+class Range:
+    """A value condition: every element of `value` is finite and in [low, high], the ends excluded where open (an
+    integer tensor is always finite). `message` says what must hold."""
 
-    Skipped while torch.compile traces and for meta tensors (no values to read; the shapes are still checked)."""
-    if not CHECK_VALUES or torch.compiler.is_compiling() or conditions[0][1].device.type == "meta":
+    message: str
+    value: torch.Tensor
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def holds(self, smallest: float, largest: float) -> bool:
+        """Whether the condition holds for a tensor whose extremes are `smallest` and `largest` (NaN when it has a
+        NaN: every comparison with NaN is false)."""
+        above = smallest > self.low if self.low_open else smallest >= self.low
+        below = largest < self.high if self.high_open else largest <= self.high
+        return math.isfinite(smallest) and math.isfinite(largest) and above and below
+
+
+def values(op: str, conditions: list[Range]) -> None:
+    """Raise ValueError with the message of the first condition that does not hold.
+
+    Costs one min/max reduction per condition and one read-back per call (a device synchronisation on a GPU); nothing
+    at all while torch.compile traces, for meta tensors (no values; the shapes are still checked) or with
+    SSNI_CHECK_VALUES=0."""
+    if not CHECK_VALUES or torch.compiler.is_compiling():
         return
-    flags = torch.stack([cond.all() for _, cond in conditions]).tolist()
-    for (message, _), ok in zip(conditions, flags):
-        if not ok:
-            raise ValueError(f"{op}: {message}")
-
-
-def finite_in(value: torch.Tensor, low: float, high: float, *, low_open: bool = False) -> torch.Tensor:
-    """Element-wise: finite and in [low, high] ((low, high] when low_open)."""
-    above = value > low if low_open else value >= low
-    return torch.isfinite(value) & above & (value <= high)
+    conditions = [c for c in conditions if c.value.numel() > 0]
+    if not conditions or conditions[0].value.device.type == "meta":
+        return
+    extremes = [torch.aminmax(c.value) for c in conditions]
+    if conditions[0].value.device.type == "cpu":  # nothing to synchronise: read each extreme as it is
+        read = [(smallest.item(), largest.item()) for smallest, largest in extremes]
+    else:  # one read-back: every extreme in float64 (exact for the float dtypes; integers beyond 2**53 round,
+        # which moves no value across the small bounds checked here)
+        flat = torch.cat([torch.stack(pair).to(torch.float64) for pair in extremes]).tolist()
+        read = list(zip(flat[::2], flat[1::2]))
+    for condition, (smallest, largest) in zip(conditions, read):
+        if not condition.holds(smallest, largest):
+            raise ValueError(f"{op}: {condition.message}")

@@ -39,8 +39,8 @@ def noise_inject(x, t, alphas_cumprod, *, noise=None, seed=None, sample_ids=None
     _checks.values(
         op,
         [
-            (f"t must be in [0, {T}) (T = len(alphas_cumprod))", (t >= 0) & (t < T)),
-            ("alphas_cumprod must be finite and in [0, 1]", _checks.finite_in(alphas_cumprod, 0.0, 1.0)),
+            _checks.Range(f"t must be in [0, {T}) (T = len(alphas_cumprod))", t, 0, T, high_open=True),
+            _checks.Range("alphas_cumprod must be finite and in [0, 1]", alphas_cumprod, 0.0, 1.0),
         ],
     )
     return torch.ops.ssni.noise_inject(x, t, alphas_cumprod, noise, seed, sample_ids, step)
@@ -95,8 +95,8 @@ def noise_inject_levels(x, mean_coef, std, *, noise=None, seed=None, sample_ids=
     _checks.values(
         op,
         [
-            ("mean_coef must be finite", torch.isfinite(mean_coef)),
-            ("std must be finite and >= 0", _checks.finite_in(std, 0.0, float("inf"))),
+            _checks.Range("mean_coef must be finite", mean_coef),
+            _checks.Range("std must be finite and >= 0", std, 0.0),
         ],
     )
     return torch.ops.ssni.noise_inject_levels(x, mean_coef, std, noise, seed, sample_ids)
@@ -148,7 +148,9 @@ def philox_bits(counters, seed):
         raise ValueError(f"{op}: counters must have shape [N, 4], got {tuple(counters.shape)}")
     counters = counters.to(torch.int64)
     seed = _checks.seed_word(op, seed)
-    _checks.values(op, [("counters must hold uint32 words in [0, 2**32)", (counters >= 0) & (counters < _UINT32))])
+    _checks.values(
+        op, [_checks.Range("counters must hold uint32 words in [0, 2**32)", counters, 0, _UINT32, high_open=True)]
+    )
     return torch.ops.ssni.philox_bits(counters, seed)
 
 

@@ -26,7 +26,7 @@ def score_norm(eps_hat, sigma):
     K = sigma.shape[0]
     if eps_hat.shape[0] % K:
         raise ValueError(f"{op}: eps_hat has {eps_hat.shape[0]} rows, not a multiple of K = len(sigma) = {K}")
-    _checks.values(op, [("sigma must be finite and > 0", _checks.finite_in(sigma, 0.0, float("inf"), low_open=True))])
+    _checks.values(op, [_checks.Range("sigma must be finite and > 0", sigma, 0.0, low_open=True)])
     return torch.ops.ssni.score_norm(eps_hat, sigma)
 
 

@@ -49,8 +49,8 @@ def reverse_step(x, eps_hat, a, a_next, *, eta, noise=None, seed=None, sample_id
     _checks.values(
         op,
         [
-            ("a must be finite and in (0, 1]", _checks.finite_in(a, 0.0, 1.0, low_open=True)),
-            ("a_next must be finite and in (0, 1]", _checks.finite_in(a_next, 0.0, 1.0, low_open=True)),
+            _checks.Range("a must be finite and in (0, 1]", a, 0.0, 1.0, low_open=True),
+            _checks.Range("a_next must be finite and in (0, 1]", a_next, 0.0, 1.0, low_open=True),
             *step_ok,
         ],
     )
@@ -142,7 +142,7 @@ def vp_sde_step(
     step, steps, step_ok = _checks.step_words(op, step, x)
     if active is not None:
         active = _checks.per_sample(op, "active", active, x, kind="bool")
-    t_ok = ("t must be finite and in (0, 1]", _checks.finite_in(t, 0.0, 1.0, low_open=True))
+    t_ok = _checks.Range("t must be finite and in (0, 1]", t, 0.0, 1.0, low_open=True)
     _checks.values(op, [t_ok, *step_ok])
     return torch.ops.ssni.vp_sde_step(
         x, eps_hat, t, dt, noise, seed, sample_ids, step, active, beta_min, beta_max, steps
