@@ -1,7 +1,9 @@
 """CPU op benchmarks: each op (public op = C++ kernel) vs plain PyTorch with torch.randn noise (eager), vs
 torch.compile of that, vs the Philox-emulating reference, at the cases of `benchmarks.cases`, plus the limits they
 are measured against: copy bandwidth (elementwise ops), read bandwidth (the reduction) and the throughput of the
-Philox generator on one core (ops that generate noise). Results: benchmarks/results/.
+Philox generator on one core (ops that generate noise). The speed-ups over eager and compiled come from
+interleaved rounds (the three called in turn, so that a slow spell of a shared machine hits all of them alike), the
+columns of medians from each implementation's own measurement. Results: benchmarks/results/.
 
     .venv/bin/python -m pytest benchmarks/bench_ops.py --benchmark-only -q
     .venv/bin/python -m benchmarks.report           # the table again
@@ -30,6 +32,11 @@ READ_NUMELS = sorted({case.copy_numel for case in CASES if case.limit_kind == "r
 READERS = {"sum": lambda x: x.sum(), "column-sums": lambda x: x.view(8, -1).sum(0)}
 CPU_ISAS = ("default", "avx2", "avx512")
 RNG_GROUPS = 2**14  # 64 Ki normals per call: 256 KiB, in cache
+INTERLEAVED_SECONDS = (
+    3.0  # per case: rounds of (ssni, eager, compiled) for about this long, at least INTERLEAVED_MIN_ROUNDS
+)
+INTERLEAVED_MIN_ROUNDS = 5
+INTERLEAVED = ("ssni", "eager", "compiled")
 
 
 def _measure(benchmark, fn) -> float:
@@ -78,3 +85,31 @@ def test_op(benchmark, recorder, case, impl):
     fn = case.implementations(case.inputs("cpu"))[impl]
     with torch.no_grad():
         recorder.add(case, impl, _measure(benchmark, fn))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_interleaved(benchmark, recorder, case):
+    """Speed-ups of ssni over eager and compiled from interleaved rounds: each round calls the three once, in an order
+    that rotates from round to round (each runs equally often first, second and last); per baseline, the median of its
+    times over the rounds / the median of ssni's."""
+    benchmark.group = f"{case.name}-interleaved"
+    fns = case.implementations(case.inputs("cpu"))
+    times: dict[str, list[float]] = {impl: [] for impl in INTERLEAVED}
+    rounds = 0
+
+    def one_round():
+        nonlocal rounds
+        order = INTERLEAVED[rounds % 3 :] + INTERLEAVED[: rounds % 3]
+        for impl in order:
+            start = time.perf_counter()
+            fns[impl]()
+            times[impl].append(time.perf_counter() - start)
+        rounds += 1
+
+    with torch.no_grad():
+        for impl in INTERLEAVED:  # compilation, first touches
+            fns[impl]()
+        one_round()
+        n = max(INTERLEAVED_MIN_ROUNDS, int(INTERLEAVED_SECONDS / sum(t[-1] for t in times.values())))
+        benchmark.pedantic(one_round, rounds=n, warmup_rounds=0, iterations=1)
+    recorder.add_interleaved(case, times)

@@ -10,6 +10,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import statistics
 from pathlib import Path
 
 import pytest
@@ -82,9 +83,16 @@ class Recorder:
         self.copy_gbps: dict[int, float] = {}
         self.read_gbps: dict[int, float] = {}
         self.rng_normals_per_s: dict[str, float] = {}  # per ISA, one thread
+        self.interleaved: dict[str, dict[str, float]] = {}  # case → baseline → interleaved speed-up, and "rounds"
 
     def add(self, case, impl: str, median_s: float) -> None:
         self.medians.append((case, impl, median_s))
+
+    def add_interleaved(self, case, times: dict[str, list[float]]) -> None:
+        """times: implementation → its times in the interleaved rounds; stores median(baseline) / median(ssni)."""
+        ssni = statistics.median(times["ssni"])
+        self.interleaved[case.name] = {b: statistics.median(t) / ssni for b, t in times.items() if b != "ssni"}
+        self.interleaved[case.name]["rounds"] = len(times["ssni"])
 
     def _active_rng(self) -> float | None:
         if not hasattr(torch.ops.ssni_cpu, "capability"):
@@ -101,6 +109,8 @@ class Recorder:
                 case.name, case.op, case.shape_name, impl, median, case.bytes_moved, self.copy_gbps.get(case.copy_numel)
             )
             row.set_limit(limit, case.normals, threads)
+            if impl not in report.BASELINES:
+                row.interleaved = self.interleaved.get(case.name)
             rows.append(row)
         return rows
 

@@ -40,7 +40,9 @@ COLUMNS = {
     "ms": "median wall time of one call",
     "GB/s (% copy)": "the case's minimum traffic (inputs read once, outputs written once) / median, and that "
     "as a percentage of the copy bandwidth measured for the case's largest tensor in the same run",
-    "vs eager, vs compiled": "median of the baseline / median of the ssni op (> 1: ssni is faster)",
+    "vs eager, vs compiled": "baseline time / ssni time (> 1: ssni is faster), both medians over interleaved "
+    "rounds (ssni, eager and compiled called in turn, ~3 s per case; `interleaved` in the JSON), else the ratio of the "
+    "columns of medians",
     "limit, % limit": "what bounds the op (see `limits`) and the time at that limit / the ssni median",
     "normals/s/core": "normals the op generates / ssni median / threads",
 }
@@ -198,6 +200,7 @@ class Row:
     limit: str | None = None
     limit_fraction: float | None = None  # time at the limit / median
     normals_per_s_per_core: float | None = None
+    interleaved: dict[str, float] | None = None  # baseline → median / this median over interleaved rounds; "rounds"
 
     def __post_init__(self):
         self.gbps = self.bytes_moved / self.median_s / 1e9
@@ -226,12 +229,15 @@ def _ssni_impls(rows: list[dict]) -> list[str]:
 
 
 def _same_run_ratio(by_impl: dict[str, dict], impl: str, baseline: str) -> float | None:
-    """baseline / impl: the median of the per-run ratios a summary stores (row["vs"]), else from the medians."""
+    """baseline / impl: the median of the per-run ratios a summary stores (row["vs"]), else the run's interleaved
+    rounds (row["interleaved"]), else the medians."""
     mine = by_impl.get(impl, {})
     if "vs" in mine:
         return mine["vs"].get(baseline)
     if baseline == "limit":
         return mine.get("limit_fraction")
+    if (mine.get("interleaved") or {}).get(baseline):
+        return mine["interleaved"][baseline]
     base = by_impl.get(baseline, {}).get("median_s")
     return base / mine["median_s"] if base and mine.get("median_s") else None
 
@@ -403,6 +409,10 @@ def summarize(after: list[dict], before: list[dict]) -> dict:
         f"{tag} {run['environment']['date_utc']} (load {run['environment']['load_average_1_5_15min']})"
         for tag, runs in (("after", after), ("before", before))
         for run in runs
+    )
+    env["limit_column"] = (
+        "the rates measured in the first run; % limit is the median of each run's fraction of its own limit (a shared "
+        "machine's speed drifts between runs, the generator's included)"
     )
     by_run = [_by_case(run["rows"]) for run in after]
     before_by_run = [_by_case(run["rows"]) for run in before]

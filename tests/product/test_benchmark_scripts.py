@@ -97,3 +97,43 @@ def test_gpu_benchmark_skips_what_does_not_fit_its_budget(tmp_path):
     assert {p["status"] for p in data["parts"]} == {"skipped"}
     assert "budget left" in data["parts"][0]["note"] and data["ops"]["rows"] == [] and data["headline"] is None
     assert "| correctness (triton) | skipped |" in next(tmp_path.glob("gpu-dry-run-*.md")).read_text()
+
+
+def test_op_report_takes_speed_ups_from_interleaved_rounds():
+    """A row with interleaved rounds reports their ratio (not the ratio of the separately measured medians), in the
+    table and in the targets; a summary of several runs takes the median of the runs' ratios."""
+    from benchmarks import report
+
+    def rows(paired_compiled):
+        base = dict(op="noise_inject", shape="cifar", bytes_moved=8, copy_gbps=None, gbps=1.0, copy_fraction=None)
+        return [
+            dict(
+                base,
+                case="noise_inject-cifar-noise-given",
+                impl="ssni",
+                median_s=1.0,
+                interleaved={"eager": 3.0, "compiled": paired_compiled, "rounds": 9},
+            ),
+            dict(base, case="noise_inject-cifar-noise-given", impl="eager", median_s=2.0),
+            dict(base, case="noise_inject-cifar-noise-given", impl="compiled", median_s=0.5),  # medians say 0.5×
+        ]
+
+    data = {"environment": {"device": "cpu"}, "rows": rows(1.2)}
+    assert "| 3.00× | 1.20× |" in report.markdown_table(data["rows"])
+    assert "noise_inject-cifar-noise-given: ssni ≥ 1× compiled: 1.20× — met" in report.target_lines(data)
+    runs = [
+        {"environment": {"date_utc": "d", "load_average_1_5_15min": "0"}, "copy_gbps_by_numel": {}, "rows": rows(r)}
+        for r in (1.1, 0.9, 1.3)
+    ]
+    summary = report.summarize(runs, [])
+    ssni = next(r for r in summary["rows"] if r["impl"] == "ssni")
+    assert ssni["vs"]["compiled"] == pytest.approx(1.1)
+
+
+def test_recorder_interleaved_speed_up_is_the_ratio_of_medians():
+    from benchmarks.cases import CASES
+    from benchmarks.conftest import Recorder
+
+    rec = Recorder()
+    rec.add_interleaved(CASES[0], {"ssni": [1.0, 2.0, 9.0], "eager": [4.0, 6.0, 5.0], "compiled": [1.0, 3.0, 2.0]})
+    assert rec.interleaved[CASES[0].name] == {"eager": 2.5, "compiled": 1.0, "rounds": 3}
