@@ -43,7 +43,7 @@ from ssni.attacks.threat import (
     per_sample,
     project,
     random_start,
-    resolve_eps,
+    require_eps,
 )
 
 __all__ = ["apgd", "apgd_checkpoints", "apgd_targeted"]
@@ -154,7 +154,7 @@ def apgd(
     sample_ids: Tensor,
     loss: Literal["ce", "dlr"] = "ce",
     norm: Norm = "Linf",
-    eps: float | None = None,
+    eps: float,
     iterations: int = 100,
     eot: int = 20,
     restarts: int = 1,
@@ -168,7 +168,7 @@ def apgd(
 ) -> AttackResult:
     """APGD-CE (loss="ce") or APGD-DLR (loss="dlr") with EOT against `model`.
 
-    x [B, ...] in [0, 1], y [B] int64, sample_ids [B]; eps None → 8/255 (Linf) or 0.5 (L2).
+    x [B, ...] in [0, 1], y [B] int64, sample_ids [B]; eps: the radius, no default (it depends on the data).
     restarts: > 1 re-runs, from a new random start, on the samples the previous runs did not fool (judged by
       `model.logits`); Croce & Hein's default for randomised defences is 1.
     seed: keys the random starts (`derive_seed(seed, STREAM_RANDOM_START, restart)` with the sample ids).
@@ -176,7 +176,7 @@ def apgd(
       composed attacks draw fresh noise; run r uses first_iteration + r·(iterations + 1) onwards.
     on_iteration: called with the iteration index of the current run after each iteration.
     """
-    eps = resolve_eps(norm, eps)
+    eps = require_eps(norm, eps, "APGD")
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     _check_apgd_options(iterations, eot, rho, momentum)
     check_positive_int(restarts, "restarts")
@@ -216,7 +216,7 @@ def apgd_targeted(
     *,
     sample_ids: Tensor,
     norm: Norm = "Linf",
-    eps: float | None = None,
+    eps: float,
     iterations: int = 100,
     target_classes: int = 9,
     eot: int = 1,
@@ -237,7 +237,7 @@ def apgd_targeted(
     Returns `AttackResult` with success [B] and x_adv in the ball (see `attack_in_sequence`); run j uses the
     iteration numbers first_iteration + 1 + j·(iterations + 1) onwards.
     """
-    eps = resolve_eps(norm, eps)
+    eps = require_eps(norm, eps, "APGD-T")
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     _check_apgd_options(iterations, eot, rho, momentum)
     x = x.detach()

@@ -27,7 +27,7 @@ from ssni.attacks.fab import fab_targeted
 from ssni.attacks.pgd_eot import AttackResult
 from ssni.attacks.runs import Stage, attack_in_sequence
 from ssni.attacks.square import check_square_images, square
-from ssni.attacks.threat import Norm, check_attack_inputs, check_positive_int, resolve_eps
+from ssni.attacks.threat import Norm, check_attack_inputs, check_positive_int, require_eps
 
 __all__ = ["autoattack_rand", "autoattack_standard", "worst_case"]
 
@@ -44,7 +44,7 @@ def autoattack_rand(
     *,
     sample_ids: Tensor,
     norm: Norm = "Linf",
-    eps: float | None = None,
+    eps: float,
     iterations: int = 100,
     eot: int = 20,
     seed: int = 0,
@@ -58,7 +58,7 @@ def autoattack_rand(
     "apgd-ce", "apgd-dlr". Stage s (0: CE, 1: DLR) starts from `derive_seed(seed, STREAM_RANDOM_START, s)` and
     uses the iteration numbers s·(iterations + 1) onwards.
     """
-    eps = resolve_eps(norm, eps)
+    eps = require_eps(norm, eps, "AutoAttack rand")
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(iterations, "iterations")
     check_positive_int(eot, "eot")
@@ -78,7 +78,7 @@ def autoattack_standard(
     *,
     sample_ids: Tensor,
     norm: Norm = "Linf",
-    eps: float | None = None,
+    eps: float,
     iterations: int = 100,
     target_classes: int = 9,
     square_queries: int = 5000,
@@ -87,9 +87,9 @@ def autoattack_standard(
 ) -> AttackResult:
     """AutoAttack "standard": APGD-CE, APGD-T, FAB-T, Square, each on the samples the earlier ones left robust.
 
-    x [B, C, H, W] in [0, 1], y [B] int64, sample_ids [B]; eps None → 8/255 (Linf) or 0.5 (L2). Defaults are
-    AutoAttack's: 100 iterations for APGD-CE, APGD-T and FAB-T, 9 target classes (needs ≥ 10 classes; fewer
-    classes need target_classes ≤ classes − 1), 5,000 Square queries; no EOT.
+    x [B, C, H, W] in [0, 1], y [B] int64, sample_ids [B]; eps: the radius, no default (it depends on the data).
+    Defaults are AutoAttack's: 100 iterations for APGD-CE, APGD-T and FAB-T, 9 target classes (needs ≥ 10 classes;
+    fewer classes need target_classes ≤ classes − 1), 5,000 Square queries; no EOT.
     seed: component k (0: APGD-CE, 1: APGD-T, 3: Square; FAB-T is deterministic) is keyed on
       `derive_seed(seed, STREAM_AUTOATTACK_STANDARD, k)`; the components use disjoint iteration numbers.
     on_iteration: called with the iteration (query) index of the current run of each component.
@@ -98,7 +98,7 @@ def autoattack_standard(
     misclassified); success_by "clean", "apgd-ce", "apgd-t", "fab-t", "square" (disjoint); x_adv the point that
     fooled the defence, else Square's lowest-margin point.
     """
-    eps = resolve_eps(norm, eps)
+    eps = require_eps(norm, eps, "AutoAttack standard")
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(iterations, "iterations")
     check_positive_int(target_classes, "target_classes")

@@ -34,7 +34,7 @@ from ssni.attacks.threat import (
     check_radius,
     lp_norm,
     per_sample,
-    resolve_eps,
+    require_eps,
 )
 
 __all__ = ["fab_targeted", "hyperplane_step"]
@@ -134,7 +134,7 @@ def fab_targeted(
     *,
     sample_ids: Tensor,
     norm: Norm = "Linf",
-    eps: float | None = None,
+    eps: float,
     iterations: int = 100,
     target_classes: int = 9,
     alpha_max: float = 0.1,
@@ -144,13 +144,13 @@ def fab_targeted(
     on_iteration: Callable[[int], None] | None = None,
 ) -> AttackResult:
     """FAB-T against `model` (see the module docstring): x [B, ...] in [0, 1], y [B] int64, sample_ids [B];
-    eps None → 8/255 (Linf) or 0.5 (L2). Deterministic given the model (no random start).
+    eps: the radius, no default (it depends on the data). Deterministic given the model (no random start).
 
     Target j is the class ranked j+2 by the surrogate's logits at x (`ranked_targets`, draw first_iteration); run
     j uses the iteration numbers first_iteration + 1 + 2·j·iterations onwards. Returns `AttackResult` with
     success [B] (judged by `model.logits`) and x_adv in the ball (x where no run broke the sample).
     """
-    eps = resolve_eps(norm, eps)
+    eps = require_eps(norm, eps, "FAB-T")
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(iterations, "iterations")
     if not 0.0 <= alpha_max <= 1.0:

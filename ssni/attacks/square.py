@@ -30,7 +30,7 @@ from torch import Tensor
 from ssni.attacks.defended import STREAM_SQUARE, DefendedModel, derive_seed, surrogate_logits
 from ssni.attacks.losses import margin
 from ssni.attacks.pgd_eot import AttackResult, misclassified
-from ssni.attacks.threat import Norm, check_attack_inputs, check_positive_int, lp_norm, per_sample, project, resolve_eps
+from ssni.attacks.threat import Norm, check_attack_inputs, check_positive_int, lp_norm, per_sample, project, require_eps
 from ssni_kernels.reference import normal_noise
 
 __all__ = ["check_square_images", "square", "square_window_size"]
@@ -168,7 +168,7 @@ def square(
     *,
     sample_ids: Tensor,
     norm: Norm = "Linf",
-    eps: float | None = None,
+    eps: float,
     queries: int = 5000,
     p_init: float = 0.8,
     seed: int = 0,
@@ -176,7 +176,7 @@ def square(
     on_iteration: Callable[[int], None] | None = None,
 ) -> AttackResult:
     """Square Attack (margin loss, one restart) against `model`: x [B, C, H, W] in [0, 1], y [B] int64,
-    sample_ids [B]; eps None → 8/255 (Linf) or 0.5 (L2); L2 needs H, W ≥ 5.
+    sample_ids [B]; eps: the radius, no default; L2 needs H, W ≥ 5.
 
     queries: square updates after the start point (AutoAttack "standard": 5,000); query k goes to the surrogate
       at iteration first_iteration + 1 + k, the start point at first_iteration.
@@ -186,7 +186,7 @@ def square(
     Returns `AttackResult`: x_adv [B, C, H, W], per sample the lowest-margin point found (in the ball);
     success [B] bool judged by `model.logits`.
     """
-    eps = resolve_eps(norm, eps)
+    eps = require_eps(norm, eps, "Square")
     check_attack_inputs(x, y, sample_ids, norm=norm, eps=eps)
     check_positive_int(queries, "queries")
     check_square_images(x, norm)

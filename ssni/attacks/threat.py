@@ -21,7 +21,6 @@ __all__ = [
     "check_positive_int",
     "check_radius",
     "require_eps",
-    "resolve_eps",
     "lp_norm",
     "per_sample",
     "project",
@@ -31,8 +30,6 @@ __all__ = [
 
 Norm = Literal["Linf", "L2"]
 NORMS = ("Linf", "L2")
-# Spec §8 radii for CIFAR-10 (ImageNet's Linf radius, 4/255, is passed explicitly).
-DEFAULT_EPS = {"Linf": 8 / 255, "L2": 0.5}
 
 # Keeps g/||g|| finite where the gradient vanishes (then the step is zero, not NaN).
 _TINY = 1e-12
@@ -132,13 +129,6 @@ def require_eps(norm: str, eps: float | None, attack: str) -> float:
             "0.5 L2 on CIFAR-10, 4/255 Linf on ImageNet, 0.3 Linf on MNIST); it has no default"
         )
     return eps
-
-
-def resolve_eps(norm: str, eps: float | None) -> float:
-    """eps, or the protocol's radius for the norm when None (8/255 Linf, 0.5 L2)."""
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    return DEFAULT_EPS[norm] if eps is None else eps
 
 
 def check_attack_inputs(x: Tensor, y: Tensor, sample_ids: Tensor, *, norm: str, eps: float) -> None:

@@ -65,14 +65,16 @@ def test_t_is_computed_without_gradient(mlp_net, batch, fake_ssni):
     x, ids = batch
     y = mlp_net(x).argmax(1)
     # FakeSSNI.timesteps asserts that grad mode is off; APGD and AutoAttack go through the same adapter
-    apgd(AdaptiveSSNI(fake_ssni, mlp_net, seed=1), x, y, sample_ids=ids, iterations=3, eot=2)
+    apgd(AdaptiveSSNI(fake_ssni, mlp_net, seed=1), x, y, sample_ids=ids, eps=8 / 255, iterations=3, eot=2)
     assert len(fake_ssni.timesteps_inputs) == 4  # the start point and 3 iterates
 
 
 def test_autoattack_rand_on_ssni_calls_timesteps_per_iteration_of_both_stages(mlp_net, batch, fake_ssni):
     x, ids = batch
     y = mlp_net(x).argmax(1)
-    result = autoattack_rand(AdaptiveSSNI(fake_ssni, mlp_net, seed=1), x, y, sample_ids=ids, iterations=4, eot=2)
+    result = autoattack_rand(
+        AdaptiveSSNI(fake_ssni, mlp_net, seed=1), x, y, sample_ids=ids, eps=8 / 255, iterations=4, eot=2
+    )
     ce_left = (~result.success_by["clean"]).sum().item()
     dlr_left = (~(result.success_by["clean"] | result.success_by["apgd-ce"])).sum().item()
     expected_calls = (5 if ce_left else 0) + (5 if dlr_left else 0)

@@ -53,7 +53,7 @@ def test_apgd_without_random_start_and_with_restarts(mlp_net, batch):
     fixed = apgd(model, x, y, sample_ids=ids, eps=0.05, iterations=10, eot=1, random_init=False)
     assert (lp_norm(fixed.x_adv - x, "Linf") <= 0.05 + 1e-6).all()
     with pytest.raises(ValueError, match="random_init"):
-        apgd(model, x, y, sample_ids=ids, restarts=2, random_init=False)
+        apgd(model, x, y, sample_ids=ids, eps=8 / 255, restarts=2, random_init=False)
 
 
 def test_apgd_first_step_and_random_start(linear_net, batch):
@@ -136,7 +136,7 @@ def test_dlr_needs_three_classes(batch):
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 2)).eval()
     y = torch.zeros(x.shape[0], dtype=torch.int64)
     with pytest.raises(ValueError, match="3 classes"):
-        apgd(PlainClassifier(net), x, y, sample_ids=ids, loss="dlr", iterations=1, eot=1)
+        apgd(PlainClassifier(net), x, y, sample_ids=ids, loss="dlr", eps=8 / 255, iterations=1, eot=1)
 
 
 class _BowlDefence:
@@ -181,7 +181,7 @@ def test_non_finite_gradients_raise(batch):
             return lambda xv, *, draw: xv.flatten(1)[:, :10] * float("nan")
 
     with pytest.raises(FloatingPointError, match="iteration 0"):
-        apgd(Broken(), x, torch.zeros(16, dtype=torch.int64), sample_ids=ids, iterations=2, eot=1)
+        apgd(Broken(), x, torch.zeros(16, dtype=torch.int64), sample_ids=ids, eps=8 / 255, iterations=2, eot=1)
 
 
 def test_a_constant_t_follows_autoattacks_subsets(mlp_net, batch, fake_purifier):
@@ -197,3 +197,28 @@ def test_a_constant_t_follows_autoattacks_subsets(mlp_net, batch, fake_purifier)
     assert result.success.any()
     with pytest.raises(TypeError, match="t must be"):
         PurifiedClassifier(fake_purifier, mlp_net, seed=0, t=torch.full((16,), 5))
+
+
+@pytest.mark.parametrize(
+    ("attack", "name"),
+    [
+        ("apgd", "APGD"),
+        ("apgd_targeted", "APGD-T"),
+        ("autoattack_rand", "AutoAttack rand"),
+        ("autoattack_standard", "AutoAttack standard"),
+        ("fab_targeted", "FAB-T"),
+        ("square", "Square"),
+    ],
+)
+def test_every_attack_needs_its_radius(attack, name, mlp_net):
+    """No attack guesses eps (8/255 is CIFAR-10's radius, 0.3 MNIST's, 4/255 ImageNet's): None is an error naming it,
+    and leaving it out is a TypeError."""
+    import ssni.attacks as attacks
+
+    fn = getattr(attacks, attack)
+    x, ids = torch.rand(2, 1, 8, 8), torch.arange(2)
+    y = torch.zeros(2, dtype=torch.int64)
+    with pytest.raises(ValueError, match=f"{name} needs eps"):
+        fn(PlainClassifier(mlp_net), x, y, sample_ids=ids, eps=None)
+    with pytest.raises(TypeError, match="eps"):
+        fn(PlainClassifier(mlp_net), x, y, sample_ids=ids)

@@ -193,4 +193,4 @@ def test_square_needs_images(batch):
     flat = x.flatten(1)
     net = torch.nn.Linear(48, 10)
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
-        square(PlainClassifier(net), flat, net(flat).argmax(1), sample_ids=ids)
+        square(PlainClassifier(net), flat, net(flat).argmax(1), sample_ids=ids, eps=8 / 255)
