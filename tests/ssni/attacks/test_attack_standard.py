@@ -185,7 +185,7 @@ def test_bad_arguments_are_rejected(mlp_net, batch, attack, override, error, mes
     x, ids = batch
     y = mlp_net(x).argmax(1)
     with pytest.raises(error, match=message):
-        attack(PlainClassifier(mlp_net), x, y, sample_ids=ids, **override)
+        attack(PlainClassifier(mlp_net), x, y, sample_ids=ids, **{"eps": 8 / 255, **override})
 
 
 def test_square_needs_images(batch):
