@@ -121,7 +121,12 @@ def recorder(request):
     yield rec
     if rec.medians:
         env = report.environment(
-            "cpu", allocator=ALLOCATOR_NOTE, timing=bench_ops.TIMING_NOTE, limits=report.LIMITS_NOTE, **_cpu_isa()
+            "cpu",
+            compared=report.REFERENCE_NOTE,
+            allocator=ALLOCATOR_NOTE,
+            timing=bench_ops.TIMING_NOTE,
+            limits=report.LIMITS_NOTE,
+            **_cpu_isa(),
         )
         stem = f"ops-cpu-{env['date_utc'].replace('-', '').replace(' ', '-').replace(':', '')}"
         stem += "" if STEADY_STATE_ALLOCATOR else "-default-allocator"

@@ -132,8 +132,8 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def environment(device: str, **extra) -> dict:
-    """Hardware and software the numbers were measured with."""
+def environment(device: str, *, compared: str, **extra) -> dict:
+    """Hardware and software the numbers were measured with, and `compared`: what the numbers compare."""
     env = {
         "date_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "device": device,
@@ -145,7 +145,7 @@ def environment(device: str, **extra) -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "git_commit": _git_commit(),
-        "compared": REFERENCE_NOTE,
+        "compared": compared,
     }
     try:
         import triton
