@@ -40,6 +40,7 @@ __all__ = ["Evaluation", "evaluate"]
 
 NORMS = ("Linf", "L2")
 ATTACK_SEEDS = ("shared", "per-seed")
+VOTE_SCORES = ("per-vote", "shared")
 #: The step of a string attack when none is given, as a fraction of eps (the protocol's 0.007 is ≈ (8/255)/4.5).
 DEFAULT_STEP_FRACTION = 0.25
 _HOST_NAMES = {"DDPMPurifier": "ddpm", "SDEPurifier": "sde", "GNSPurifier": "gns", "GDMPPurifier": "gdmp"}
@@ -98,6 +99,8 @@ def evaluate(
     seeds: Sequence[int] = SEEDS,
     sample_ids: Tensor | None = None,
     baseline: bool = False,
+    votes: int = 1,
+    vote_scores: str = "per-vote",
     batch_size: int = 64,
     attack_seeds: str = "shared",
     out: str | Path | None = None,
@@ -120,6 +123,9 @@ def evaluate(
       first seed and every seed evaluates its adversarial examples, the reference protocol) or "per-seed".
     sample_ids: int64 [N], unique (default 0..N−1): they key the noise, so the same ids give the same results.
     baseline: also evaluate the host at its constant t* ("constant"), for paired differences (SSNI defences).
+    votes: independent purifications per input, classified, majority vote (GNS's defence; `ssni.GNSDefense`), in
+      evaluation and in the attacks' forward; vote_scores: with SSNI and votes, "per-vote" recomputes the score norm
+      with fresh EPS noise for every vote (the authors' evaluation) or "shared" computes it once per input.
     batch_size: samples per chunk (attack and evaluation unit; results do not depend on it).
     out: keep the records in this JSONL file (rerunning the same call resumes it; another configuration is
       refused unless overwrite); None: a temporary file. progress: a progress bar.
@@ -143,6 +149,8 @@ def evaluate(
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct ints, at least one, got {seeds!r}")
     check_choice("attack_seeds", attack_seeds, ATTACK_SEEDS)
+    check_int("votes", votes, low=1)
+    check_choice("vote_scores", vote_scores, VOTE_SCORES)
     check_int("batch_size", batch_size, low=1)
     specs = _attack_specs(attacks, norm=norm, eps=eps, step_size=step_size, iterations=iterations, eot=eot)
     if device is None:
@@ -155,7 +163,10 @@ def evaluate(
         Method("constant") if ssni_defence is None else Method("ssni-n" if defence.reweight == "sigmoid" else "ssni-l")
     )
     methods = (Method("constant"), method) if baseline and ssni_defence else (method,)
-    preset = _preset(defence, host, classifier, x, specs, methods, seeds, batch_size, attack_seeds)
+    scores_per_vote = votes > 1 and vote_scores == "per-vote"
+    preset = _preset(
+        defence, host, classifier, x, specs, methods, seeds, batch_size, attack_seeds, votes, scores_per_vote
+    )
     models = Models(host.model, classifier, preset.diffusion, preset.classifier)
     ssni_defences = {} if ssni_defence is None else {method.kind: defence}
     backend = ModelBackend.from_defences(preset, models, host, ssni_defences, device, network_batch=batch_size)
@@ -210,7 +221,9 @@ def _stage_pairs(host, surrogate: bool) -> tuple[tuple[int, int], ...]:
     return tuple((stars[s.column or 0], s.num_steps or stars[s.column or 0]) for s in stages)
 
 
-def _preset(defence, host, classifier, x, specs, methods, seeds, batch_size, attack_seeds) -> Preset:
+def _preset(
+    defence, host, classifier, x, specs, methods, seeds, batch_size, attack_seeds, votes, scores_per_vote
+) -> Preset:
     """The in-memory preset that describes this evaluation (what the records header stores and hashes)."""
     calibration = getattr(defence, "calibration", None)
     purifier = PurifierSpec(
@@ -218,6 +231,8 @@ def _preset(defence, host, classifier, x, specs, methods, seeds, batch_size, att
         stages=_stage_pairs(host, surrogate=False),
         surrogate_stages=_stage_pairs(host, surrogate=True),
         eta=getattr(host, "eta", 1.0),
+        votes=votes,
+        scores_per_vote=scores_per_vote,
         sampler=getattr(host, "sampler", None),
         resolution=host.resolution,
     )

@@ -84,6 +84,35 @@ def test_accuracies_are_the_defence_and_attack_run_by_hand(setting, tmp_path):
     assert "ssni-n: clean" in str(result)
 
 
+class Pixels(nn.Module):
+    """Logits = the first ten pixels: a classifier that every purification noise draw can change."""
+
+    def forward(self, z):
+        return 100 * z.flatten(1)[:, :10]
+
+
+@pytest.mark.parametrize("vote_scores", ["per-vote", "shared"])
+def test_votes_are_the_vote_defence_run_by_hand(setting, vote_scores):
+    """votes=3: predictions are GNSDefense's majority vote over three purifications (the score norm per vote or
+    shared), at every seed, and differ from one purification's; the vote count is part of the configuration."""
+    defence, _, x, _ = setting
+    classifier = Pixels()
+    y = classifier(defence.purify(x, seed=121, sample_ids=IDS)).argmax(1)
+    runs = dict(attacks=(), seeds=(121, 122), sample_ids=IDS, batch_size=4)
+    voted = ssni.evaluate(defence, classifier, x, y, votes=3, vote_scores=vote_scores, **runs)
+    single = ssni.evaluate(defence, classifier, x, y, **runs)
+    vote = ssni.GNSDefense(defence, classifier, runs=3, scores_per_vote=vote_scores == "per-vote")
+    voted_preds, single_preds = (
+        {(r["seed"], r["sample_id"]): r["pred"] for r in res.records} for res in (voted, single)
+    )
+    for seed in (121, 122):
+        expected = vote(x, seed=seed, sample_ids=IDS).tolist()
+        assert [voted_preds[(seed, i)] for i in IDS.tolist()] == expected
+    assert voted_preds != single_preds  # the votes change predictions on this setting
+    assert voted.header["config"]["preset"]["purifier"]["votes"] == 3
+    assert single.header["config"]["preset"]["purifier"]["votes"] == 1
+
+
 def test_rerun_resumes_and_another_budget_is_refused(setting, tmp_path):
     defence, classifier, x, y = setting
     out = tmp_path / "r.jsonl"
@@ -124,6 +153,8 @@ def test_constant_purifier_baseline_and_attack_specs(setting):
         (dict(seeds=(121, 121)), ValueError, "seeds"),
         (dict(sample_ids=torch.zeros(N, dtype=torch.int64)), ValueError, "unique"),
         (dict(attack_seeds="all"), ValueError, "attack_seeds"),
+        (dict(votes=0), ValueError, "votes"),
+        (dict(vote_scores="each"), ValueError, "vote_scores"),
         (dict(y=torch.zeros(N)), ValueError, "y must be an integer tensor"),
         (dict(x=torch.full((N, 1, SIDE, SIDE), 2.0)), ValueError, r"\[0, 1\]"),
         (dict(defence=nn.Identity()), TypeError, "defence"),
