@@ -32,9 +32,8 @@ READ_NUMELS = sorted({case.copy_numel for case in CASES if case.limit_kind == "r
 READERS = {"sum": lambda x: x.sum(), "column-sums": lambda x: x.view(8, -1).sum(0)}
 CPU_ISAS = ("default", "avx2", "avx512")
 RNG_GROUPS = 2**14  # 64 Ki normals per call: 256 KiB, in cache
-INTERLEAVED_SECONDS = (
-    3.0  # per case: rounds of (ssni, eager, compiled) for about this long, at least INTERLEAVED_MIN_ROUNDS
-)
+# Per case: rounds of (ssni, eager, compiled) for about INTERLEAVED_SECONDS, at least INTERLEAVED_MIN_ROUNDS.
+INTERLEAVED_SECONDS = 3.0
 INTERLEAVED_MIN_ROUNDS = 5
 INTERLEAVED = ("ssni", "eager", "compiled")
 
@@ -95,16 +94,13 @@ def test_interleaved(benchmark, recorder, case):
     benchmark.group = f"{case.name}-interleaved"
     fns = case.implementations(case.inputs("cpu"))
     times: dict[str, list[float]] = {impl: [] for impl in INTERLEAVED}
-    rounds = 0
 
     def one_round():
-        nonlocal rounds
-        order = INTERLEAVED[rounds % 3 :] + INTERLEAVED[: rounds % 3]
-        for impl in order:
+        first = len(times["ssni"]) % len(INTERLEAVED)  # rounds so far
+        for impl in INTERLEAVED[first:] + INTERLEAVED[:first]:
             start = time.perf_counter()
             fns[impl]()
             times[impl].append(time.perf_counter() - start)
-        rounds += 1
 
     with torch.no_grad():
         for impl in INTERLEAVED:  # compilation, first touches

@@ -236,8 +236,9 @@ def _same_run_ratio(by_impl: dict[str, dict], impl: str, baseline: str) -> float
         return mine["vs"].get(baseline)
     if baseline == "limit":
         return mine.get("limit_fraction")
-    if (mine.get("interleaved") or {}).get(baseline):
-        return mine["interleaved"][baseline]
+    interleaved = (mine.get("interleaved") or {}).get(baseline)
+    if interleaved:
+        return interleaved
     base = by_impl.get(baseline, {}).get("median_s")
     return base / mine["median_s"] if base and mine.get("median_s") else None
 

@@ -3,7 +3,7 @@
 Two kinds of checks:
 - metadata (type, shape, dtype, device): free, always on, also while torch.compile traces;
 - values (t in range, finite schedule, σ > 0, ...): declared as `Range`s and checked from each tensor's min and
-  max, read back ONCE per call, which is a device synchronisation on a GPU. They run in eager mode unless
+  max, read back ONCE per call on a GPU (one device synchronisation). They run in eager mode unless
   SSNI_CHECK_VALUES=0, and are skipped while torch.compile traces (the CPU kernels still bounds-check indices
   such as t).
 """
@@ -211,9 +211,9 @@ class Range:
 def values(op: str, conditions: list[Range]) -> None:
     """Raise ValueError with the message of the first condition that does not hold.
 
-    Costs one min/max reduction per condition and one read-back per call (a device synchronisation on a GPU); nothing
-    at all while torch.compile traces, for meta tensors (no values; the shapes are still checked) or with
-    SSNI_CHECK_VALUES=0."""
+    Costs one min/max reduction per condition, read on the CPU as it is and on other devices in one read-back per
+    call (one device synchronisation); nothing at all while torch.compile traces, for meta tensors (no values; the
+    shapes are still checked) or with SSNI_CHECK_VALUES=0."""
     if not CHECK_VALUES or torch.compiler.is_compiling():
         return
     conditions = [c for c in conditions if c.value.numel() > 0]
